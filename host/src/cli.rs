@@ -1,0 +1,276 @@
+//! The command line. The one place where errors become exit codes and are
+//! printed, with their whole cause chain, on stderr.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::config::{self, ProcessEnv, Resolved};
+use crate::paths::Paths;
+use crate::policy::{self, PolicySource, Runtime};
+
+/// Exit code for a configuration error (sysexits' EX_CONFIG).
+pub const EXIT_CONFIG: u8 = 78;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "mem0-queue",
+    version,
+    about = "A durable local queue between an AI assistant and Mem0"
+)]
+pub struct Cli {
+    /// The config file (default: $MEM0_QUEUE_CONFIG, else
+    /// $XDG_CONFIG_HOME/mem0-queue/config.toml, else ~/.config/mem0-queue/config.toml).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// The data dir (overrides MEM0_QUEUE_HOME and the config's data_dir).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// A policy component to use (overrides MEM0_QUEUE_POLICY and the config).
+    #[arg(long, global = true, value_name = "WASM")]
+    pub policy: Option<PathBuf>,
+    /// Set any config key, e.g. --set concurrency=8. Repeatable; wins over
+    /// the file and the environment.
+    #[arg(long = "set", global = true, value_name = "KEY=VALUE", value_parser = parse_set)]
+    pub set: Vec<(String, String)>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+fn parse_set(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+        .ok_or_else(|| format!("`{s}` is not KEY=VALUE"))
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Policy components: check one, or show the active one.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+    /// The configuration: write a sample, or show the resolved values.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PolicyCommand {
+    /// Load a component, check its world and version, and print its decisions
+    /// on a fixed scenario. Exits 0 when it is usable.
+    Check {
+        /// The component (.wasm). Default: the embedded default.
+        path: Option<PathBuf>,
+    },
+    /// Which policy is active, and where it came from.
+    Show {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Write a commented sample config (mode 0600).
+    Init,
+    /// Print the resolved config, secrets redacted, with each value's source.
+    Show {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Entry point for `main`: parse, set up tracing, run, map errors.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            if is_broken_pipe(&e) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("mem0-queue: error: {e:#}");
+            if e.downcast_ref::<config::ConfigError>().is_some() {
+                ExitCode::from(EXIT_CONFIG)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Logs go to stderr, never stdout (stdout is MCP's in `serve`). The level
+/// comes from MEM0_QUEUE_LOG (default `warn`).
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MEM0_QUEUE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .try_init();
+}
+
+/// Resolves the config with the global flags folded into `--set`.
+pub fn resolve_config(cli: &Cli) -> Result<Resolved, config::ConfigError> {
+    let mut flags = cli.set.clone();
+    if let Some(d) = &cli.data_dir {
+        flags.push(("data_dir".into(), d.display().to_string()));
+    }
+    if let Some(p) = &cli.policy {
+        flags.push(("policy".into(), p.display().to_string()));
+    }
+    config::resolve(&ProcessEnv, cli.config.as_deref(), &flags)
+}
+
+fn policy_source(resolved: &Resolved) -> PolicySource {
+    match &resolved.config.policy {
+        Some(p) => PolicySource::File(p.clone()),
+        None => PolicySource::Embedded,
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let resolved = resolve_config(&cli)?;
+    let paths = Paths::resolve(resolved.config.data_dir.as_deref(), &ProcessEnv)?;
+    match &cli.command {
+        Command::Policy { command } => policy_command(command, &resolved, &paths),
+        Command::Config { command } => config_command(command, &cli, &resolved),
+    }
+}
+
+/// The compiled-policy cache dir, when the data dir exists or can be made.
+fn cache_dir(paths: &Paths) -> Option<PathBuf> {
+    paths.ensure_dir().ok().map(|()| paths.cache_dir())
+}
+
+fn policy_command(
+    command: &PolicyCommand,
+    resolved: &Resolved,
+    paths: &Paths,
+) -> anyhow::Result<ExitCode> {
+    let mut out = std::io::stdout().lock();
+    match command {
+        PolicyCommand::Check { path } => {
+            let rt = Runtime::new(PolicySource::Embedded, cache_dir(paths).as_deref())
+                .context("the embedded default policy does not load")?;
+            let report = match path {
+                Some(p) => policy::check::run(&rt, p),
+                None => policy::check::run(
+                    &rt,
+                    std::path::Path::new(mem0_queue_embed::DEFAULT_POLICY_PATH),
+                ),
+            };
+            match report {
+                Ok(text) => {
+                    out.write_all(text.as_bytes())?;
+                    writeln!(out, "\nusable: yes")?;
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    let shown = path
+                        .as_ref()
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_else(|| "the embedded default".into());
+                    eprintln!("mem0-queue: policy {shown} is not usable: {e}");
+                    Ok(ExitCode::from(2))
+                }
+            }
+        }
+        PolicyCommand::Show { json } => {
+            let rt = Runtime::new(policy_source(resolved), cache_dir(paths).as_deref())
+                .context("the embedded default policy does not load")?;
+            let info = rt.info();
+            let from = match &resolved.config.policy {
+                None => "embedded default (no `policy` configured)".to_string(),
+                Some(_) => format!(
+                    "{} (set by {})",
+                    rt.source(),
+                    resolved
+                        .sources
+                        .get("policy")
+                        .map(|s| s.to_string())
+                        .unwrap_or_default()
+                ),
+            };
+            if *json {
+                let mut v = serde_json::to_value(&info)?;
+                v["configured"] = serde_json::Value::String(from);
+                writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+            } else {
+                writeln!(
+                    out,
+                    "active policy: {} {} (WIT {})",
+                    info.name, info.version, info.wit_version
+                )?;
+                writeln!(out, "source:        {}", info.source)?;
+                writeln!(out, "configured:    {from}")?;
+                writeln!(out, "sha256:        {}", info.sha256)?;
+                writeln!(
+                    out,
+                    "compiled:      {}",
+                    if info.from_cache {
+                        "from the on-disk cache"
+                    } else {
+                        "just now"
+                    }
+                )?;
+                if let Some(b) = &info.broken {
+                    writeln!(
+                        out,
+                        "BROKEN:        {b}\n               the embedded default decides instead"
+                    )?;
+                }
+            }
+            Ok(if info.broken.is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+    }
+}
+
+fn config_command(
+    command: &ConfigCommand,
+    cli: &Cli,
+    resolved: &Resolved,
+) -> anyhow::Result<ExitCode> {
+    match command {
+        ConfigCommand::Init => {
+            let path = config::config_path(&ProcessEnv, cli.config.as_deref())
+                .context("no config path: set HOME or MEM0_QUEUE_CONFIG")?;
+            config::write_sample(&path)?;
+            eprintln!("wrote {} (mode 0600)", path.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        ConfigCommand::Show { json } => {
+            let mut out = std::io::stdout().lock();
+            if *json {
+                writeln!(
+                    out,
+                    "{}",
+                    serde_json::to_string_pretty(&resolved.show_json())?
+                )?;
+            } else {
+                out.write_all(resolved.show().as_bytes())?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
