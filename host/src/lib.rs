@@ -14,3 +14,4 @@ pub mod cli;
 pub mod config;
 pub mod paths;
 pub mod policy;
+pub mod store;

@@ -17,7 +17,7 @@
 
 mod cache;
 pub mod check;
-mod native;
+pub mod native;
 pub mod wasm;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,121 @@
+//! The queue's schema and its migrations, versioned with `PRAGMA user_version`.
+//!
+//! A migration is append-only: version N's SQL is never edited once released;
+//! a change is a new entry in [`MIGRATIONS`].
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use super::StoreError;
+
+/// Each entry takes the schema from version `index` to `index + 1`.
+const MIGRATIONS: &[&str] = &[
+    // 0 -> 1: the queue, its counters and its key-value state.
+    r#"
+    CREATE TABLE entries (
+        seq             INTEGER PRIMARY KEY,
+        id              TEXT    NOT NULL UNIQUE,
+        project         TEXT    NOT NULL,
+        agent_id        TEXT,
+        run_id          TEXT,
+        content         TEXT    NOT NULL,
+        -- sha256 of project, agent, run and content: the dedup key.
+        content_hash    TEXT    NOT NULL,
+        metadata        TEXT    NOT NULL DEFAULT '{}' CHECK (json_valid(metadata)),
+        created_at      INTEGER NOT NULL,
+        state           TEXT    NOT NULL DEFAULT 'pending'
+                        CHECK (state IN ('pending', 'in_flight', 'failed', 'dead', 'delivered')),
+        attempts        INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+        attempts_run    INTEGER NOT NULL DEFAULT 0 CHECK (attempts_run >= 0),
+        runs_failed     INTEGER NOT NULL DEFAULT 0 CHECK (runs_failed >= 0),
+        next_attempt_at INTEGER NOT NULL DEFAULT 0,
+        lease_until     INTEGER,
+        lease_owner     TEXT,
+        last_attempt_at INTEGER,
+        -- Truncated; never holds memory text or server error bodies.
+        last_error      TEXT,
+        -- 1 when the last attempt's outcome is unknown (timeout after send,
+        -- crash mid-request): reconcile before resending.
+        needs_reconcile INTEGER NOT NULL DEFAULT 0 CHECK (needs_reconcile IN (0, 1)),
+        dead_reason     TEXT,
+        dead_auth       INTEGER NOT NULL DEFAULT 0 CHECK (dead_auth IN (0, 1)),
+        -- The platform's event id while its processing is unconfirmed.
+        event_id        TEXT,
+        remote_ids      TEXT    NOT NULL DEFAULT '[]' CHECK (json_valid(remote_ids)),
+        delivered_at    INTEGER,
+        origin          TEXT    NOT NULL DEFAULT 'mcp' CHECK (origin IN ('mcp', 'cli', 'import'))
+    ) STRICT;
+
+    -- Dedup: one undelivered copy per content. Delivered and dead entries
+    -- leave the index, so a later save of the same text is a new entry.
+    CREATE UNIQUE INDEX entries_undelivered_hash ON entries (content_hash)
+        WHERE state IN ('pending', 'in_flight', 'failed');
+    CREATE INDEX entries_due ON entries (state, next_attempt_at, seq);
+    CREATE INDEX entries_state_created ON entries (state, created_at);
+    CREATE INDEX entries_project_seq ON entries (project, seq);
+
+    -- Entry counts by state, kept by triggers so a save's reply does not
+    -- count 100,000 rows.
+    CREATE TABLE state_counts (
+        state TEXT PRIMARY KEY,
+        n     INTEGER NOT NULL CHECK (n >= 0)
+    ) STRICT;
+    INSERT INTO state_counts (state, n) VALUES
+        ('pending', 0), ('in_flight', 0), ('failed', 0), ('dead', 0), ('delivered', 0);
+    CREATE TABLE dead_auth_count (only INTEGER PRIMARY KEY CHECK (only = 1), n INTEGER NOT NULL) STRICT;
+    INSERT INTO dead_auth_count VALUES (1, 0);
+
+    CREATE TRIGGER entries_count_insert AFTER INSERT ON entries BEGIN
+        UPDATE state_counts SET n = n + 1 WHERE state = NEW.state;
+        UPDATE dead_auth_count SET n = n + (NEW.state = 'dead' AND NEW.dead_auth = 1);
+    END;
+    CREATE TRIGGER entries_count_update AFTER UPDATE OF state, dead_auth ON entries BEGIN
+        UPDATE state_counts SET n = n - 1 WHERE state = OLD.state;
+        UPDATE state_counts SET n = n + 1 WHERE state = NEW.state;
+        UPDATE dead_auth_count SET n = n - (OLD.state = 'dead' AND OLD.dead_auth = 1)
+                                         + (NEW.state = 'dead' AND NEW.dead_auth = 1);
+    END;
+    CREATE TRIGGER entries_count_delete AFTER DELETE ON entries BEGIN
+        UPDATE state_counts SET n = n - 1 WHERE state = OLD.state;
+        UPDATE dead_auth_count SET n = n - (OLD.state = 'dead' AND OLD.dead_auth = 1);
+    END;
+
+    -- The seed's stats, as counters.
+    CREATE TABLE stats (
+        key   TEXT PRIMARY KEY CHECK (key IN ('total_queued', 'total_synced', 'total_failed', 'last_sync', 'last_success')),
+        value INTEGER
+    ) STRICT;
+    INSERT INTO stats (key, value) VALUES
+        ('total_queued', 0), ('total_synced', 0), ('total_failed', 0),
+        ('last_sync', NULL), ('last_success', NULL);
+
+    -- Small state shared by every process: the breaker, the last run.
+    CREATE TABLE meta (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    ) STRICT;
+    "#,
+];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Brings the database to [`SCHEMA_VERSION`], one transaction per step.
+/// A database newer than this build is refused rather than misread.
+pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    loop {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::TooNew {
+                found: version,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        if version == SCHEMA_VERSION {
+            return Ok(());
+        }
+        tx.execute_batch(MIGRATIONS[version as usize])?;
+        tx.pragma_update(None, "user_version", version + 1)?;
+        tx.commit()?;
+    }
+}

@@ -1,0 +1,259 @@
+//! Unit tests of the store against a real SQLite file in a temp dir.
+
+use super::*;
+
+pub(crate) struct TempDir(PathBuf);
+
+impl TempDir {
+    pub(crate) fn new() -> Self {
+        let p = std::env::temp_dir().join(format!("mq-store-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(&p).expect("mkdir");
+        Self(p)
+    }
+    pub(crate) fn db(&self) -> PathBuf {
+        self.0.join("queue.db")
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+const LIMITS: Limits = Limits {
+    max_content_bytes: 1024,
+    max_metadata_bytes: 256,
+    max_queue_len: 5,
+};
+
+fn new(content: &str) -> NewEntry {
+    NewEntry {
+        project: "proj".into(),
+        agent_id: None,
+        run_id: None,
+        content: content.into(),
+        metadata: serde_json::json!({"k": "v"}),
+        created_at: 1_000,
+        origin: Origin::Mcp,
+        id: None,
+    }
+}
+
+#[test]
+fn enqueue_then_read_back_with_counts_and_stats() {
+    let d = TempDir::new();
+    let mut s = Store::open(&d.db()).expect("open");
+    let a = s.enqueue(new("first"), &LIMITS).expect("save");
+    let b = s.enqueue(new("second"), &LIMITS).expect("save");
+    assert!(!a.deduplicated && !b.deduplicated);
+    assert_eq!(b.depth, 2);
+    assert_eq!(
+        uuid::Uuid::parse_str(&a.id)
+            .expect("uuid")
+            .get_version_num(),
+        7
+    );
+    let stats = s.stats().expect("stats");
+    assert_eq!(stats.counts.pending, 2);
+    assert_eq!(stats.total_queued, 2);
+    assert_eq!(stats.oldest_pending, Some(1_000));
+    let recent = s.recent(10, None).expect("recent");
+    assert_eq!(recent[0].content.as_deref(), Some("second"));
+    assert_eq!(recent[1].id, a.id);
+    assert_eq!(s.integrity_check().expect("check"), "ok");
+}
+
+#[test]
+fn the_same_undelivered_content_is_deduplicated() {
+    let d = TempDir::new();
+    let mut s = Store::open(&d.db()).expect("open");
+    let a = s.enqueue(new("same"), &LIMITS).expect("save");
+    let b = s.enqueue(new("same"), &LIMITS).expect("save");
+    assert!(b.deduplicated);
+    assert_eq!(a.id, b.id);
+    let mut other = new("same");
+    other.project = "other".into();
+    assert!(!s.enqueue(other, &LIMITS).expect("save").deduplicated);
+    assert_eq!(s.counts().expect("counts").pending, 2);
+    // Once delivered, the same text is a new memory.
+    s.record_delivered(&a.id, &["r1".into()], 2_000)
+        .expect("deliver");
+    let c = s.enqueue(new("same"), &LIMITS).expect("save");
+    assert!(!c.deduplicated);
+    assert_ne!(c.id, a.id);
+}
+
+#[test]
+fn bounds_are_enforced_and_nothing_is_written() {
+    let d = TempDir::new();
+    let mut s = Store::open(&d.db()).expect("open");
+    let big = "x".repeat(1025);
+    assert!(matches!(
+        s.enqueue(new(&big), &LIMITS),
+        Err(StoreError::TooLarge {
+            what: "content",
+            ..
+        })
+    ));
+    let mut meta = new("m");
+    meta.metadata = serde_json::json!({"k": "y".repeat(300)});
+    assert!(matches!(
+        s.enqueue(meta, &LIMITS),
+        Err(StoreError::TooLarge {
+            what: "metadata",
+            ..
+        })
+    ));
+    let mut bad = new("b");
+    bad.project = "has space".into();
+    assert!(matches!(
+        s.enqueue(bad, &LIMITS),
+        Err(StoreError::Invalid {
+            field: "project",
+            ..
+        })
+    ));
+    assert!(matches!(
+        s.enqueue(new("   "), &LIMITS),
+        Err(StoreError::Invalid {
+            field: "content",
+            ..
+        })
+    ));
+    let mut arr = new("a");
+    arr.metadata = serde_json::json!([1]);
+    assert!(matches!(
+        s.enqueue(arr, &LIMITS),
+        Err(StoreError::Invalid {
+            field: "metadata",
+            ..
+        })
+    ));
+    for i in 0..5 {
+        s.enqueue(new(&format!("n{i}")), &LIMITS)
+            .expect("under the cap");
+    }
+    assert!(matches!(
+        s.enqueue(new("over"), &LIMITS),
+        Err(StoreError::QueueFull { len: 5, max: 5 })
+    ));
+    let stats = s.stats().expect("stats");
+    assert_eq!(stats.counts.pending, 5);
+    assert_eq!(stats.total_queued, 5);
+}
+
+#[test]
+fn the_database_file_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = TempDir::new();
+    let s = Store::open(&d.db()).expect("open");
+    drop(s);
+    let mode = std::fs::metadata(d.db())
+        .expect("stat")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+}
+
+#[test]
+fn a_corrupt_file_is_a_clear_error_and_left_untouched() {
+    let d = TempDir::new();
+    let garbage = b"this is not a sqlite database, just some bytes that a bad write left behind. "
+        .repeat(100);
+    std::fs::write(d.db(), &garbage).expect("write");
+    let err = Store::open(&d.db()).err().expect("corrupt");
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+    assert!(err.to_string().contains("left untouched"));
+    assert_eq!(std::fs::read(d.db()).expect("read"), garbage);
+}
+
+#[test]
+fn claims_lease_and_record_outcomes() {
+    let d = TempDir::new();
+    let mut s = Store::open(&d.db()).expect("open");
+    let a = s.enqueue(new("a"), &LIMITS).expect("save").id;
+    let b = s.enqueue(new("b"), &LIMITS).expect("save").id;
+    let claimed = s.claim("w1", 5_000, 60_000, 10).expect("claim");
+    assert_eq!(claimed.len(), 2);
+    assert_eq!(claimed[0].id, a);
+    // Nothing is left for a second worker.
+    assert!(s.claim("w2", 5_000, 60_000, 10).expect("claim").is_empty());
+    assert_eq!(s.counts().expect("c").in_flight, 2);
+
+    s.record_failure(
+        &a,
+        "w1",
+        &FailureRecord::Retry { delay_ms: 2_000 },
+        "timeout",
+        true,
+        6_000,
+    )
+    .expect("retry");
+    // Not due before its delay.
+    assert!(s.claim("w1", 7_999, 60_000, 10).expect("claim").is_empty());
+    let again = s.claim("w1", 8_000, 60_000, 10).expect("claim");
+    assert_eq!(again.len(), 1);
+    assert!(again[0].needs_reconcile);
+    assert_eq!(again[0].attempts_run, 1);
+
+    s.record_failure(&a, "w1", &FailureRecord::Fail, "timeout", false, 9_000)
+        .expect("fail");
+    s.record_failure(
+        &b,
+        "w1",
+        &FailureRecord::Dead {
+            reason: "HTTP 401".into(),
+            auth: true,
+        },
+        "401",
+        false,
+        9_000,
+    )
+    .expect("dead");
+    let c = s.counts().expect("c");
+    assert_eq!(
+        (c.pending, c.in_flight, c.failed, c.dead, c.dead_auth),
+        (0, 0, 1, 1, 1)
+    );
+    assert_eq!(s.stats().expect("s").total_failed, 1);
+
+    // A run start revives the failed entry with its per-run attempts reset.
+    let summaries = s.failed_summaries(10_000).expect("summaries");
+    assert_eq!(summaries.len(), 1);
+    assert_eq!(summaries[0].runs_failed, 1);
+    assert_eq!(s.revive(&[a.clone()], 10_000).expect("revive"), 1);
+    let fresh = s.claim("w1", 10_000, 60_000, 10).expect("claim");
+    assert_eq!(fresh[0].attempts_run, 0);
+    assert_eq!(fresh[0].attempts, 2);
+    assert!(
+        s.record_delivered(&a, &["m-1".into()], 11_000)
+            .expect("deliver")
+    );
+    let stats = s.stats().expect("s");
+    assert_eq!(stats.total_synced, 1);
+    assert_eq!(stats.last_success, Some(11_000));
+    assert_eq!(s.get(&a, false).expect("get").remote_ids, ["m-1"]);
+
+    // retry --dead moves the dead one back, and the auth count follows.
+    assert_eq!(s.retry(&[], true, 12_000).expect("retry"), 1);
+    assert_eq!(s.counts().expect("c").dead_auth, 0);
+}
+
+#[test]
+fn expired_leases_are_reclaimed_for_reconciliation() {
+    let d = TempDir::new();
+    let mut s = Store::open(&d.db()).expect("open");
+    let a = s.enqueue(new("a"), &LIMITS).expect("save").id;
+    s.claim("dead-worker", 1_000, 500, 1).expect("claim");
+    assert_eq!(s.reclaim_expired(1_400).expect("reclaim").reclaimed, 0);
+    assert_eq!(s.reclaim_expired(1_501).expect("reclaim").reclaimed, 1);
+    let c = s.claim("w", 1_501, 500, 1).expect("claim");
+    assert_eq!(c[0].id, a);
+    assert!(c[0].needs_reconcile);
+    assert_eq!(
+        c[0].attempts, 0,
+        "a reclaimed lease is not charged an attempt"
+    );
+}
