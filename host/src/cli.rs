@@ -8,9 +8,14 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+use crate::app::App;
 use crate::config::{self, ProcessEnv, Resolved};
 use crate::paths::Paths;
 use crate::policy::{self, PolicySource, Runtime};
+use crate::store::{State, Store};
+
+/// Exit code of `sync` when entries remain undelivered (sysexits' EX_TEMPFAIL).
+pub const EXIT_TEMPFAIL: u8 = 75;
 
 /// Exit code for a configuration error (sysexits' EX_CONFIG).
 pub const EXIT_CONFIG: u8 = 78;
@@ -48,6 +53,58 @@ fn parse_set(s: &str) -> Result<(String, String), String> {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Run the MCP server on stdio (what Claude Code starts), with the
+    /// delivery worker in the background.
+    Serve,
+    /// Deliver what is due once, then exit (for cron and the SessionEnd
+    /// hook). Exit 0: drained or nothing to do; 75: entries remain (the
+    /// server is down or failing); 78: a config error.
+    Sync {
+        /// Stop after this long, e.g. "5m"; in-flight requests are abandoned
+        /// and reconciled on the next run.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        max_duration: Option<std::time::Duration>,
+    },
+    /// The queue at a glance. Exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
+    Status {
+        #[arg(long)]
+        json: bool,
+        /// Do not probe the Mem0 server.
+        #[arg(long)]
+        no_probe: bool,
+    },
+    /// List entries in one state: ids, age, attempts, last error.
+    List {
+        #[arg(long, value_enum, default_value = "pending")]
+        state: ListState,
+        /// Also print each memory's text.
+        #[arg(long)]
+        show_content: bool,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Move failed entries (or dead ones, with --dead) back to pending.
+    Retry {
+        #[arg(long)]
+        dead: bool,
+        /// Only these entries; all of them when none are given.
+        ids: Vec<String>,
+    },
+    /// Delete dead entries. Asks first unless --yes.
+    Purge {
+        #[arg(long, required = true)]
+        dead: bool,
+        /// Only entries saved longer ago than this, e.g. "30d".
+        #[arg(long, value_parser = humantime::parse_duration)]
+        older_than: Option<std::time::Duration>,
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Import the seed's JSON queue (~/.claude/mem0_queue.json). Idempotent;
+    /// the file is left untouched.
+    Import { path: PathBuf },
+    /// Print the queue in the seed's JSON shape.
+    Export,
     /// Policy components: check one, or show the active one.
     Policy {
         #[command(subcommand)]
@@ -58,6 +115,27 @@ pub enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum ListState {
+    Pending,
+    InFlight,
+    Failed,
+    Dead,
+    Delivered,
+}
+
+impl From<ListState> for State {
+    fn from(s: ListState) -> State {
+        match s {
+            ListState::Pending => State::Pending,
+            ListState::InFlight => State::InFlight,
+            ListState::Failed => State::Failed,
+            ListState::Dead => State::Dead,
+            ListState::Delivered => State::Delivered,
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -151,7 +229,94 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Command::Policy { command } => policy_command(command, &resolved, &paths),
         Command::Config { command } => config_command(command, &cli, &resolved),
+        Command::Status { json, no_probe } => {
+            crate::commands::status(resolved, paths, *json, !*no_probe)
+        }
+        Command::Serve => {
+            let app = open_app(resolved, paths)?;
+            crate::commands::serve(app)
+        }
+        Command::Sync { max_duration } => {
+            let app = open_app(resolved, paths)?;
+            crate::commands::sync(app, *max_duration)
+        }
+        Command::List {
+            state,
+            show_content,
+            limit,
+        } => {
+            let store = Store::open(&paths.db())?;
+            crate::commands::list(&store, (*state).into(), *show_content, *limit)
+        }
+        Command::Retry { dead, ids } => {
+            paths.ensure_dir()?;
+            let mut store = Store::open(&paths.db())?;
+            let n = store.retry(ids, *dead, crate::clock::now_ms())?;
+            println!("{n} entries moved back to pending");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Purge {
+            dead: _,
+            older_than,
+            yes,
+        } => {
+            let mut store = Store::open(&paths.db())?;
+            crate::commands::purge(&mut store, *older_than, *yes)
+        }
+        Command::Import { path } => {
+            paths.ensure_dir()?;
+            let mut store = Store::open(&paths.db())?;
+            let limits = crate::store::Limits {
+                max_content_bytes: resolved.config.max_content_bytes,
+                max_metadata_bytes: resolved.config.max_metadata_bytes,
+                max_queue_len: resolved.config.max_queue_len,
+            };
+            let r = crate::seed::import(
+                &mut store,
+                path,
+                &resolved.config.default_project,
+                &limits,
+                crate::clock::now_ms(),
+            )?;
+            println!(
+                "imported {} pending, {} failed, {} delivered (from last_100); {} already present; stats {}",
+                r.pending,
+                r.failed,
+                r.delivered,
+                r.skipped,
+                if r.stats_merged {
+                    "merged"
+                } else {
+                    "already merged"
+                }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Export => {
+            paths.ensure_dir()?;
+            let store = Store::open(&paths.db())?;
+            let v = crate::seed::export(&store)?;
+            let mut out = std::io::stdout().lock();
+            serde_json::to_writer_pretty(&mut out, &v)?;
+            writeln!(out)?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+fn open_app(resolved: Resolved, paths: Paths) -> anyhow::Result<App> {
+    if resolved.file_exposes_key {
+        let file = resolved
+            .file
+            .as_ref()
+            .map(|f| f.display().to_string())
+            .unwrap_or_default();
+        tracing::warn!(file = %file, "the config file holds an API key and is readable by group or other; run: chmod 600 {file}");
+        eprintln!(
+            "mem0-queue: warning: {file} holds an API key and is readable by group or other; run: chmod 600 {file}"
+        );
+    }
+    Ok(App::open(resolved, paths)?)
 }
 
 /// The compiled-policy cache dir, when the data dir exists or can be made.

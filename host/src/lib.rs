@@ -10,8 +10,16 @@
 //! - [`policy`]: the wasmtime runtime of the policy component;
 //! - [`cli`]: the command line, the one place errors become exit codes.
 
+pub mod app;
 pub mod cli;
+pub mod clock;
+pub mod commands;
 pub mod config;
+pub mod mcp;
+pub mod mem0;
 pub mod paths;
 pub mod policy;
+pub mod seed;
+pub mod status;
 pub mod store;
+pub mod worker;

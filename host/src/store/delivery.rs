@@ -50,19 +50,30 @@ pub enum FailureRecord {
 }
 
 impl Store {
-    /// Takes back expired leases: their worker died or hung mid-request, so
-    /// the request may have reached the server; they are marked for
-    /// reconciliation and are not charged an attempt.
-    pub fn reclaim_expired(&mut self, now_ms: i64) -> Result<RunStart, StoreError> {
+    /// Takes back expired leases, and the leases of workers that are gone
+    /// (`owner_alive` says whether a lease owner's process still runs): the
+    /// request may have reached the server, so they are marked for
+    /// reconciliation; they are not charged an attempt.
+    pub fn reclaim_expired(
+        &mut self,
+        now_ms: i64,
+        owner_alive: &dyn Fn(&str) -> bool,
+    ) -> Result<RunStart, StoreError> {
         let tx = self
             .conn()
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let reclaimed = tx.execute(
-            "UPDATE entries SET state = 'pending', lease_owner = NULL, lease_until = NULL,
-                    needs_reconcile = 1, next_attempt_at = ?1
-              WHERE state = 'in_flight' AND lease_until < ?1",
-            [now_ms],
-        )? as u64;
+        let owners: Vec<String> = tx
+            .prepare("SELECT DISTINCT lease_owner FROM entries WHERE state = 'in_flight' AND lease_owner IS NOT NULL")?
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        let mut reclaimed = 0;
+        let sql = "UPDATE entries SET state = 'pending', lease_owner = NULL, lease_until = NULL,
+                          needs_reconcile = 1, next_attempt_at = ?1
+                    WHERE state = 'in_flight' AND (lease_until < ?1 OR lease_owner = ?2)";
+        for owner in owners.iter().filter(|o| !owner_alive(o)) {
+            reclaimed += tx.execute(sql, params![now_ms, owner])? as u64;
+        }
+        reclaimed += tx.execute(sql, params![now_ms, Option::<String>::None])? as u64;
         tx.commit()?;
         Ok(RunStart { reclaimed })
     }
@@ -169,7 +180,7 @@ impl Store {
 
     /// Records the platform event of an add before waiting on it, so a crash
     /// while waiting does not resend the add.
-    pub fn set_event(&mut self, id: &str, event_id: &str) -> Result<(), StoreError> {
+    pub fn set_event(&mut self, id: &str, event_id: Option<&str>) -> Result<(), StoreError> {
         let tx = self
             .conn()
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -281,7 +292,7 @@ impl Store {
         id: &str,
         owner: &str,
         maybe_sent: bool,
-        now_ms: i64,
+        due_ms: i64,
     ) -> Result<(), StoreError> {
         let tx = self
             .conn()
@@ -290,7 +301,7 @@ impl Store {
             "UPDATE entries SET state = 'pending', lease_owner = NULL, lease_until = NULL,
                     needs_reconcile = max(needs_reconcile, ?3), next_attempt_at = ?4
               WHERE id = ?1 AND state = 'in_flight' AND lease_owner = ?2",
-            params![id, owner, maybe_sent as i64, now_ms],
+            params![id, owner, maybe_sent as i64, due_ms],
         )?;
         tx.commit()?;
         Ok(())

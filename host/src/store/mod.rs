@@ -14,6 +14,7 @@
 
 mod delivery;
 mod schema;
+mod shared;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -24,6 +25,7 @@ use sha2::{Digest, Sha256};
 
 pub use delivery::{Claimed, FailureRecord, RunStart};
 pub use schema::SCHEMA_VERSION;
+pub use shared::SharedStore;
 
 /// How long a connection waits for another process's write lock before it
 /// gives up. Saves are tiny, so anything close to this means a process is
@@ -112,6 +114,8 @@ pub enum StoreError {
     NotFound(String),
     #[error("SQLite: {0}")]
     Sqlite(rusqlite::Error),
+    #[error("a store task failed: {0}")]
+    Task(String),
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -588,6 +592,78 @@ impl Store {
         )? as u64;
         tx.commit()?;
         Ok(n)
+    }
+
+    /// Inserts imported entries with their given ids and states, in one
+    /// transaction; an id or an undelivered text already present is skipped.
+    /// The seed's stats are added to ours once per distinct stats object
+    /// (`stats_key` in meta). Returns which rows were inserted, and whether
+    /// the stats were merged. Everything is validated before any write.
+    pub fn import_batch(
+        &mut self,
+        rows: &[(NewEntry, State, u32)],
+        seed_stats: &serde_json::Value,
+        stats_key: &str,
+    ) -> Result<(Vec<bool>, bool), StoreError> {
+        for (e, _, _) in rows {
+            validate_id("project", &e.project)?;
+            if !e.metadata.is_object() {
+                return Err(StoreError::Invalid {
+                    field: "metadata",
+                    reason: "it must be a JSON object".into(),
+                });
+            }
+        }
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut inserted = Vec::with_capacity(rows.len());
+        {
+            let mut stmt = tx.prepare(
+                "INSERT OR IGNORE INTO entries (id, project, content, content_hash, metadata,
+                        created_at, state, attempts, runs_failed, origin, delivered_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'import',
+                         CASE WHEN ?7 = 'delivered' THEN ?6 END)",
+            )?;
+            for (e, state, retries) in rows {
+                let n = stmt.execute(params![
+                    e.id,
+                    e.project,
+                    e.content,
+                    content_hash(e),
+                    e.metadata.to_string(),
+                    e.created_at,
+                    state.as_str(),
+                    retries,
+                    (*state == State::Failed) as i64
+                ])?;
+                inserted.push(n == 1);
+            }
+        }
+        let already: bool = tx
+            .query_row("SELECT 1 FROM meta WHERE key = ?1", [stats_key], |_| Ok(()))
+            .optional()?
+            .is_some();
+        let merge = !already && seed_stats.is_object();
+        if merge {
+            for key in ["total_queued", "total_synced", "total_failed"] {
+                let v = seed_stats
+                    .get(key)
+                    .and_then(serde_json::Value::as_i64)
+                    .unwrap_or(0)
+                    .max(0);
+                tx.execute(
+                    "UPDATE stats SET value = value + ?2 WHERE key = ?1",
+                    params![key, v],
+                )?;
+            }
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES (?1, '1')",
+                [stats_key],
+            )?;
+        }
+        tx.commit()?;
+        Ok((inserted, merge))
     }
 
     pub(crate) fn conn(&mut self) -> &mut Connection {

@@ -247,8 +247,15 @@ fn expired_leases_are_reclaimed_for_reconciliation() {
     let mut s = Store::open(&d.db()).expect("open");
     let a = s.enqueue(new("a"), &LIMITS).expect("save").id;
     s.claim("dead-worker", 1_000, 500, 1).expect("claim");
-    assert_eq!(s.reclaim_expired(1_400).expect("reclaim").reclaimed, 0);
-    assert_eq!(s.reclaim_expired(1_501).expect("reclaim").reclaimed, 1);
+    let alive = |_: &str| true;
+    assert_eq!(
+        s.reclaim_expired(1_400, &alive).expect("reclaim").reclaimed,
+        0
+    );
+    assert_eq!(
+        s.reclaim_expired(1_501, &alive).expect("reclaim").reclaimed,
+        1
+    );
     let c = s.claim("w", 1_501, 500, 1).expect("claim");
     assert_eq!(c[0].id, a);
     assert!(c[0].needs_reconcile);
@@ -256,4 +263,21 @@ fn expired_leases_are_reclaimed_for_reconciliation() {
         c[0].attempts, 0,
         "a reclaimed lease is not charged an attempt"
     );
+}
+
+#[test]
+fn a_dead_workers_lease_is_reclaimed_before_it_expires() {
+    let d = TempDir::new();
+    let mut s = Store::open(&d.db()).expect("open");
+    s.enqueue(new("a"), &LIMITS).expect("save");
+    s.enqueue(new("b"), &LIMITS).expect("save");
+    s.claim("gone", 1_000, 600_000, 1).expect("claim");
+    s.claim("alive", 1_000, 600_000, 1).expect("claim");
+    let alive = |o: &str| o == "alive";
+    assert_eq!(
+        s.reclaim_expired(2_000, &alive).expect("reclaim").reclaimed,
+        1
+    );
+    let c = s.counts().expect("c");
+    assert_eq!((c.pending, c.in_flight), (1, 1));
 }

@@ -1,0 +1,143 @@
+//! The parts one process works with, put together once from the config:
+//! the store, the policy, the Mem0 client (if configured), the clock, the
+//! worker log. Commands and the MCP server take an [`App`].
+
+use std::sync::{Arc, Mutex};
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::{Config, Resolved};
+use crate::mem0::{Client, ClientError};
+use crate::paths::{Paths, PathsError};
+use crate::policy::{self, Alert, PolicyError, PolicyHandle, PolicyInfo, PolicySource, QueueStats};
+use crate::store::{Limits, SharedStore, Stats, Store, StoreError};
+use crate::worker::log::WorkerLog;
+use crate::worker::{self, Settings, Worker};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Paths(#[from] PathsError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+}
+
+pub struct App {
+    pub resolved: Resolved,
+    pub paths: Paths,
+    pub store: SharedStore,
+    pub policy: PolicyHandle,
+    /// The Mem0 client, or why there is none.
+    pub client: Result<Client, Arc<ClientError>>,
+    pub clock: Arc<dyn Clock>,
+    pub log: Arc<WorkerLog>,
+    pub policy_info: Mutex<PolicyInfo>,
+}
+
+impl App {
+    /// Creates the data dir (0700), opens the queue, loads the policy.
+    pub fn open(resolved: Resolved, paths: Paths) -> Result<Self, AppError> {
+        paths.ensure_dir()?;
+        let store = Store::open(&paths.db())?;
+        let source = match &resolved.config.policy {
+            Some(p) => PolicySource::File(p.clone()),
+            None => PolicySource::Embedded,
+        };
+        let policy = PolicyHandle::start(source, Some(paths.cache_dir()))?;
+        let info = policy.run_blocking(|p| p.info())?;
+        let client = Client::from_config(&resolved.config).map_err(Arc::new);
+        let log = Arc::new(WorkerLog::new(
+            paths.worker_log(),
+            resolved.config.log_max_bytes,
+        ));
+        Ok(Self {
+            resolved,
+            paths,
+            store: SharedStore::new(store),
+            policy,
+            client,
+            clock: Arc::new(SystemClock),
+            log,
+            policy_info: Mutex::new(info),
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.resolved.config
+    }
+
+    pub fn limits(&self) -> Limits {
+        let c = self.config();
+        Limits {
+            max_content_bytes: c.max_content_bytes,
+            max_metadata_bytes: c.max_metadata_bytes,
+            max_queue_len: c.max_queue_len,
+        }
+    }
+
+    /// A worker over this app's parts, or why delivery cannot happen.
+    pub fn worker(&self, settings: Settings) -> Result<Worker, Arc<ClientError>> {
+        let client = self.client.clone()?;
+        Ok(Worker {
+            store: self.store.clone(),
+            client,
+            policy: self.policy.clone(),
+            clock: self.clock.clone(),
+            rng: Mutex::new(fastrand::Rng::new()),
+            settings,
+            log: self.log.clone(),
+            owner: worker::owner_id(),
+        })
+    }
+
+    /// The policy's alerts for these stats; refreshes the policy info (a
+    /// policy that broke on a decision shows it).
+    pub async fn alerts(&self, stats: &Stats) -> Result<Vec<Alert>, PolicyError> {
+        let q = queue_stats(stats, self.clock.now_ms());
+        let (alerts, info) = self.policy.run(move |p| (p.alerts(q), p.info())).await?;
+        if let Ok(mut i) = self.policy_info.lock() {
+            *i = info;
+        }
+        Ok(alerts)
+    }
+
+    pub fn policy_info(&self) -> PolicyInfo {
+        self.policy_info
+            .lock()
+            .map(|i| i.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
+    }
+}
+
+/// The policy's view of the queue statistics at `now_ms`.
+pub fn queue_stats(s: &Stats, now_ms: i64) -> QueueStats {
+    let age = |t: Option<i64>| t.map(|t| (now_ms - t).max(0) as u64);
+    QueueStats {
+        pending: s.counts.pending,
+        in_flight: s.counts.in_flight,
+        failed: s.counts.failed,
+        dead: s.counts.dead,
+        dead_auth: s.counts.dead_auth,
+        oldest_pending_age_ms: age(s.oldest_pending),
+        last_success_age_ms: age(s.last_success),
+        consecutive_failing_runs: s.consecutive_failing_runs,
+    }
+}
+
+/// An alert as JSON for tool replies and `status --json`.
+pub fn alert_json(a: &Alert) -> serde_json::Value {
+    serde_json::json!({
+        "level": level_name(a),
+        "code": a.code,
+        "message": a.message,
+        "actions": a.actions,
+    })
+}
+
+pub fn level_name(a: &Alert) -> &'static str {
+    match a.level {
+        policy::Level::Warning => "warning",
+        policy::Level::Critical => "critical",
+    }
+}

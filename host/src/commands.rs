@@ -1,0 +1,276 @@
+//! The long-running and operational commands: `serve`, `sync`, `status`,
+//! `list`, `purge`. Each builds its own tokio runtime where it needs one.
+
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use rmcp::ServiceExt;
+use tokio::sync::{Notify, watch};
+
+use crate::app::App;
+use crate::cli::{EXIT_CONFIG, EXIT_TEMPFAIL};
+use crate::config::Resolved;
+use crate::mcp::Mem0QueueServer;
+use crate::mem0::ClientError;
+use crate::paths::Paths;
+use crate::status::EXIT_UNKNOWN;
+use crate::store::{State, Store};
+use crate::worker::{Settings, Stop};
+
+/// Worker threads of the async runtime. Two: the work is I/O bound, and
+/// the machine this runs on is a laptop shared with an editor.
+const WORKER_THREADS: usize = 2;
+
+/// How long `serve` waits for its worker to give leases back at exit.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(WORKER_THREADS)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// Resolves when SIGTERM or SIGINT arrives.
+async fn terminated() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+/// `mem0-queue serve`: the MCP server on stdio plus the background worker.
+pub fn serve(app: App) -> anyhow::Result<ExitCode> {
+    runtime()?.block_on(async move {
+        let app = Arc::new(app);
+        let nudge = Arc::new(Notify::new());
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let worker = tokio::spawn(serve_loop(app.clone(), nudge.clone(), stop_rx));
+        let server = Mem0QueueServer::new(app.clone(), nudge);
+        let result = async {
+            let running = server
+                .serve(rmcp::transport::stdio())
+                .await
+                .context("the MCP handshake failed")?;
+            tokio::select! {
+                r = running.waiting() => { r.context("the MCP server task failed")?; }
+                _ = terminated() => {}
+            }
+            anyhow::Ok(())
+        }
+        .await;
+        let _ = stop_tx.send(true);
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, worker).await;
+        result.map(|()| ExitCode::SUCCESS)
+    })
+}
+
+/// The serve loop: a run every `sync_interval`, and right after a save,
+/// unless the breaker says the server is down and its probe is not due.
+async fn serve_loop(app: Arc<App>, nudge: Arc<Notify>, mut stop: watch::Receiver<bool>) {
+    let Ok(worker) = app.worker(Settings::from_config(app.config())) else {
+        return; // No server configured: saves queue up; status says so.
+    };
+    let interval = app.config().sync_interval;
+    loop {
+        let now = app.clock.now_ms();
+        let open_until = app
+            .store
+            .run(|s| s.meta_get("breaker_open_until"))
+            .await
+            .ok()
+            .flatten()
+            .and_then(|v| v.parse::<i64>().ok())
+            .unwrap_or(0);
+        if now >= open_until {
+            match worker.run(stop.clone()).await {
+                Ok(r) if r.stopped == Some(Stop::Shutdown) => return,
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "a worker run failed"),
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = nudge.notified() => {}
+            _ = stop.changed() => return,
+        }
+        if *stop.borrow() {
+            return;
+        }
+    }
+}
+
+/// `mem0-queue sync`.
+pub fn sync(app: App, max_duration: Option<Duration>) -> anyhow::Result<ExitCode> {
+    let mut settings = Settings::from_config(app.config());
+    settings.max_duration = max_duration;
+    let worker = match app.worker(settings) {
+        Ok(w) => w,
+        Err(e) => {
+            let hint = match &*e {
+                ClientError::NotConfigured => " (entries stay queued until one is)",
+                _ => "",
+            };
+            eprintln!("mem0-queue: error: {e}{hint}");
+            return Ok(ExitCode::from(EXIT_CONFIG));
+        }
+    };
+    let tty = std::io::stderr().is_terminal();
+    let report = runtime()?.block_on(async {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        tokio::spawn(async move {
+            terminated().await;
+            let _ = stop_tx.send(true);
+        });
+        worker.run(stop_rx).await
+    })?;
+    if tty {
+        eprintln!(
+            "delivered {} ({} found already on the server), retried {}, failed {}, dead {}; {} remain{}",
+            report.delivered,
+            report.reconciled,
+            report.retried,
+            report.failed,
+            report.dead,
+            report.remaining,
+            match report.stopped {
+                Some(Stop::Breaker) => "; the server is down (breaker)",
+                Some(Stop::MaxDuration) => "; stopped at --max-duration",
+                Some(Stop::Shutdown) => "; interrupted",
+                None => "",
+            }
+        );
+    }
+    Ok(if report.remaining > 0 {
+        ExitCode::from(EXIT_TEMPFAIL)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// `mem0-queue status`: exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
+pub fn status(
+    resolved: Resolved,
+    paths: Paths,
+    json: bool,
+    probe: bool,
+) -> anyhow::Result<ExitCode> {
+    let app = match App::open(resolved, paths.clone()) {
+        Ok(a) => a,
+        Err(e) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"status": "unknown", "error": e.to_string(), "exit_code": EXIT_UNKNOWN})
+                );
+            } else {
+                println!(
+                    "UNKNOWN: cannot read the queue at {}: {e}",
+                    paths.db().display()
+                );
+            }
+            return Ok(ExitCode::from(EXIT_UNKNOWN));
+        }
+    };
+    let report = runtime()?.block_on(crate::status::gather(&app, probe));
+    let report = match report {
+        Ok(r) => r,
+        Err(e) => {
+            println!("UNKNOWN: cannot read the queue: {e}");
+            return Ok(ExitCode::from(EXIT_UNKNOWN));
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    if json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&report.json())?)?;
+    } else {
+        out.write_all(report.text().as_bytes())?;
+    }
+    Ok(ExitCode::from(report.exit_code()))
+}
+
+/// `mem0-queue list`.
+pub fn list(
+    store: &Store,
+    state: State,
+    show_content: bool,
+    limit: usize,
+) -> anyhow::Result<ExitCode> {
+    let rows = store.list(state, limit, show_content)?;
+    let now = crate::clock::now_ms();
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "{:<36}  {:>10}  {:>8}  {:<16}  last error",
+        "id", "age", "attempts", "project"
+    )?;
+    for r in rows {
+        let age = humantime::format_duration(Duration::from_secs(
+            ((now - r.created_at).max(0) / 1000) as u64,
+        ));
+        writeln!(
+            out,
+            "{:<36}  {:>10}  {:>8}  {:<16}  {}",
+            r.id,
+            age.to_string()
+                .split(' ')
+                .take(2)
+                .collect::<Vec<_>>()
+                .join(" "),
+            r.attempts,
+            r.project,
+            r.dead_reason.or(r.last_error).unwrap_or_default()
+        )?;
+        if let Some(c) = r.content {
+            writeln!(out, "    {c}")?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `mem0-queue purge --dead`.
+pub fn purge(
+    store: &mut Store,
+    older_than: Option<Duration>,
+    yes: bool,
+) -> anyhow::Result<ExitCode> {
+    let before = older_than.map(|d| crate::clock::now_ms() - d.as_millis() as i64);
+    let candidates = store
+        .list(State::Dead, usize::MAX >> 1, false)?
+        .into_iter()
+        .filter(|r| before.is_none_or(|b| r.created_at < b))
+        .count();
+    if candidates == 0 {
+        println!("no dead entries to purge");
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !yes {
+        if !std::io::stdin().is_terminal() {
+            eprintln!(
+                "mem0-queue: purge would delete {candidates} dead entries; pass --yes to confirm"
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+        eprint!("delete {candidates} dead entries for good? [y/N] ");
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        if !answer.trim().eq_ignore_ascii_case("y") {
+            println!("nothing deleted");
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
+    let n = store.purge_dead(before)?;
+    println!("{n} dead entries deleted");
+    Ok(ExitCode::SUCCESS)
+}

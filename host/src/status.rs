@@ -1,0 +1,199 @@
+//! The state of the queue at a glance, for `mem0_queue_status`, `mem0-queue
+//! status` (text or JSON) and its monitoring exit codes.
+
+use serde_json::{Value, json};
+
+use crate::app::{App, alert_json, level_name};
+use crate::mcp::reachability_text;
+use crate::mem0::Reachability;
+use crate::policy::{Alert, Level, PolicyInfo};
+use crate::store::{Stats, StoreError};
+
+/// Monitoring exit codes (the Nagios convention).
+pub const EXIT_OK: u8 = 0;
+pub const EXIT_WARNING: u8 = 1;
+pub const EXIT_CRITICAL: u8 = 2;
+pub const EXIT_UNKNOWN: u8 = 3;
+
+pub struct StatusReport {
+    pub stats: Stats,
+    pub now_ms: i64,
+    pub alerts: Vec<Alert>,
+    pub policy: PolicyInfo,
+    pub reachability: Reachability,
+    pub breaker_open_until: Option<i64>,
+    pub data_dir: String,
+    pub db: String,
+    pub log: String,
+    pub config_file: Option<String>,
+    pub api_url: Option<String>,
+}
+
+/// Reads the queue, asks the policy for alerts and, when `probe`, asks
+/// Mem0 whether it answers (bounded to 2 s).
+pub async fn gather(app: &App, probe: bool) -> Result<StatusReport, StoreError> {
+    let (stats, breaker) = app
+        .store
+        .run(|s| {
+            let open: Option<i64> = s
+                .meta_get("breaker_open_until")?
+                .and_then(|v| v.parse().ok());
+            Ok((s.stats()?, open))
+        })
+        .await?;
+    let alerts = app.alerts(&stats).await.unwrap_or_default();
+    let now_ms = app.clock.now_ms();
+    let reachability = match (&app.client, probe) {
+        (Err(_), _) => Reachability::NotConfigured,
+        (Ok(c), true) => c.probe().await,
+        (Ok(_), false) => Reachability::Unreachable {
+            error: "not probed".into(),
+        },
+    };
+    Ok(StatusReport {
+        stats,
+        now_ms,
+        alerts,
+        policy: app.policy_info(),
+        reachability,
+        breaker_open_until: breaker.filter(|&t| t > now_ms),
+        data_dir: app.paths.data_dir.display().to_string(),
+        db: app.paths.db().display().to_string(),
+        log: app.paths.worker_log().display().to_string(),
+        config_file: app.resolved.file.as_ref().map(|p| p.display().to_string()),
+        api_url: app.config().api_url.clone(),
+    })
+}
+
+fn age(now: i64, t: Option<i64>) -> Option<u64> {
+    t.map(|t| ((now - t).max(0) / 1000) as u64)
+}
+
+fn human_secs(s: u64) -> String {
+    crate::policy::truncate(
+        &humantime::format_duration(std::time::Duration::from_secs(s)).to_string(),
+        40,
+    )
+}
+
+impl StatusReport {
+    /// The monitoring exit code: the most severe alert.
+    pub fn exit_code(&self) -> u8 {
+        if self.alerts.iter().any(|a| a.level == Level::Critical) {
+            EXIT_CRITICAL
+        } else if self.alerts.is_empty() {
+            EXIT_OK
+        } else {
+            EXIT_WARNING
+        }
+    }
+
+    pub fn json(&self) -> Value {
+        let s = &self.stats;
+        json!({
+            "counts": s.counts,
+            "oldest_pending_age_s": age(self.now_ms, s.oldest_pending),
+            "stats": {
+                "total_queued": s.total_queued,
+                "total_synced": s.total_synced,
+                "total_failed": s.total_failed,
+                "last_sync": s.last_sync.map(crate::mem0::rfc3339),
+                "last_success": s.last_success.map(crate::mem0::rfc3339),
+                "consecutive_failing_runs": s.consecutive_failing_runs,
+            },
+            "breaker": match self.breaker_open_until {
+                Some(t) => json!({"state": "open", "next_probe_at": crate::mem0::rfc3339(t)}),
+                None => json!({"state": "closed"}),
+            },
+            "policy": self.policy,
+            "alerts": self.alerts.iter().map(alert_json).collect::<Vec<_>>(),
+            "mem0": {
+                "url": self.api_url,
+                "reachability": self.reachability,
+            },
+            "paths": {
+                "data_dir": self.data_dir,
+                "db": self.db,
+                "worker_log": self.log,
+                "config_file": self.config_file,
+            },
+            "exit_code": self.exit_code(),
+        })
+    }
+
+    pub fn text(&self) -> String {
+        let s = &self.stats;
+        let c = &s.counts;
+        let mut out = String::new();
+        out.push_str(&format!(
+            "queue: {} pending, {} in flight, {} failed, {} dead, {} delivered\n",
+            c.pending, c.in_flight, c.failed, c.dead, c.delivered
+        ));
+        out.push_str(&format!(
+            "oldest pending: {}\n",
+            age(self.now_ms, s.oldest_pending)
+                .map(|a| format!("{} ago", human_secs(a)))
+                .unwrap_or_else(|| "none".into())
+        ));
+        out.push_str(&format!(
+            "stats: total_queued {}, total_synced {}, total_failed {}\n",
+            s.total_queued, s.total_synced, s.total_failed
+        ));
+        out.push_str(&format!(
+            "last sync: {}; last delivery: {}\n",
+            s.last_sync
+                .map(crate::mem0::rfc3339)
+                .unwrap_or_else(|| "never".into()),
+            s.last_success
+                .map(crate::mem0::rfc3339)
+                .unwrap_or_else(|| "never".into()),
+        ));
+        out.push_str(&format!(
+            "breaker: {}\n",
+            match self.breaker_open_until {
+                Some(t) => format!(
+                    "open (server down); next probe at {}",
+                    crate::mem0::rfc3339(t)
+                ),
+                None => "closed".into(),
+            }
+        ));
+        out.push_str(&format!(
+            "mem0: {} {}\n",
+            self.api_url.as_deref().unwrap_or("(no api_url)"),
+            reachability_text(&self.reachability)
+        ));
+        out.push_str(&format!(
+            "policy: {} {} from {}{}\n",
+            self.policy.name,
+            self.policy.version,
+            self.policy.source,
+            self.policy
+                .broken
+                .as_ref()
+                .map(|b| format!(" (configured policy BROKEN: {b})"))
+                .unwrap_or_default()
+        ));
+        if self.alerts.is_empty() {
+            out.push_str("alerts: none\n");
+        }
+        for a in &self.alerts {
+            out.push_str(&format!(
+                "{}: {}\n",
+                level_name(a).to_uppercase(),
+                a.message
+            ));
+            for (i, action) in a.actions.iter().enumerate() {
+                out.push_str(&format!("  {}. {action}\n", i + 1));
+            }
+        }
+        out.push_str(&format!(
+            "paths: data {} | db {} | log {} | config {}\n",
+            self.data_dir,
+            self.db,
+            self.log,
+            self.config_file.as_deref().unwrap_or("(none)")
+        ));
+        out
+    }
+}

@@ -1,0 +1,605 @@
+//! The delivery engine: one run takes due entries to Mem0 and applies the
+//! policy's decisions. `mem0-queue sync` runs it once (cron, the SessionEnd
+//! hook); `serve` runs it in a loop.
+//!
+//! - A run starts by taking back the leases of dead or expired workers and
+//!   asking the policy which failed entries get a fresh start.
+//! - Entries are claimed with a lease, committed before any HTTP; each
+//!   outcome is recorded in a second short transaction. No transaction is
+//!   ever held across I/O.
+//! - Up to `concurrency` requests are in flight. Claims go oldest-due first,
+//!   but an entry waiting out its backoff never blocks the others: Mem0
+//!   memories are independent facts, each carrying its original time, so
+//!   throughput wins over strict order.
+//! - An entry whose last attempt has an unknown outcome is looked up by its
+//!   `mq_id` before it is resent: a timeout after the server stored it never
+//!   becomes a duplicate.
+//! - After each connection-level failure the policy's breaker may stop the
+//!   run; untried entries are not charged.
+//! - Shutdown (SIGTERM, SIGINT, end of `--max-duration`) abandons in-flight
+//!   requests and releases their leases, marked for reconciliation.
+
+pub mod log;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::clock::Clock;
+use crate::mem0::{AddRequest, AddResult, Client, EventState, Failure};
+use crate::policy::{
+    BreakerDecision, BreakerInput, Decision, EntryState, PolicyError, PolicyHandle,
+};
+use crate::store::{Claimed, FailureRecord, SharedStore, StoreError};
+
+use self::log::WorkerLog;
+
+/// The first pause between polls of a platform event; it doubles up to
+/// [`EVENT_POLL_MAX`]. The platform usually finishes an add in seconds.
+const EVENT_POLL_FIRST: Duration = Duration::from_millis(500);
+const EVENT_POLL_MAX: Duration = Duration::from_secs(4);
+
+/// When a platform event is still pending at the end of an attempt, the
+/// entry is looked at again after this long, without being charged.
+pub const EVENT_RECHECK: Duration = Duration::from_secs(30);
+
+/// The longest wait for a due entry inside one run. A longer delay (a long
+/// Retry-After, a policy's cool-down) ends the run instead; the entry stays
+/// pending and the next run (cron, the serve loop) takes it when due.
+pub const MAX_IN_RUN_WAIT: Duration = Duration::from_secs(300);
+
+/// Margin added to a lease beyond the request's own timeouts, so a slow but
+/// alive worker never loses its lease mid-request.
+const LEASE_MARGIN: Duration = Duration::from_secs(60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+}
+
+/// How a run is shaped.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub concurrency: usize,
+    /// How long a claim holds an entry.
+    pub lease: Duration,
+    /// How long an attempt waits on a platform event before deferring.
+    pub event_wait: Duration,
+    /// Stop the run after this long (`sync --max-duration`).
+    pub max_duration: Option<Duration>,
+}
+
+impl Settings {
+    pub fn from_config(c: &crate::config::Config) -> Self {
+        let event_wait = Duration::from_secs(30).min(c.add_timeout);
+        Self {
+            concurrency: c.concurrency,
+            lease: c.connect_timeout + c.add_timeout * 2 + event_wait + LEASE_MARGIN,
+            event_wait,
+            max_duration: None,
+        }
+    }
+}
+
+/// Why a run ended early.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stop {
+    /// The policy's breaker: the server is down.
+    Breaker,
+    /// SIGTERM, SIGINT or the server shutting down.
+    Shutdown,
+    /// `--max-duration` ran out.
+    MaxDuration,
+}
+
+/// What one run did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct RunReport {
+    pub attempts: u64,
+    pub delivered: u64,
+    /// Delivered because a lookup found the entry already on the server.
+    pub reconciled: u64,
+    pub retried: u64,
+    /// Moved to `failed`.
+    pub failed: u64,
+    pub dead: u64,
+    /// Failed entries given a fresh start at the run's start.
+    pub revived: u64,
+    /// Leases of dead or expired workers taken back.
+    pub reclaimed: u64,
+    /// Entries given back unfinished (shutdown, end of the run).
+    pub released: u64,
+    pub stopped: Option<Stop>,
+    /// When the breaker stopped the run: the pause before the next probe.
+    pub next_probe_ms: Option<u64>,
+    /// Entries left pending, in flight or failed at the end.
+    pub remaining: u64,
+    pub elapsed_ms: u64,
+}
+
+enum Attempt {
+    Delivered {
+        ids: Vec<String>,
+        reconciled: bool,
+    },
+    /// The platform has not finished processing; look again later.
+    Deferred,
+    Failed(Failure),
+}
+
+/// The delivery engine. Its clock, RNG, client and store are parameters.
+pub struct Worker {
+    pub store: SharedStore,
+    pub client: Client,
+    pub policy: PolicyHandle,
+    pub clock: Arc<dyn Clock>,
+    pub rng: Mutex<fastrand::Rng>,
+    pub settings: Settings,
+    pub log: Arc<WorkerLog>,
+    /// This worker's lease owner id: `pid-<pid>-<nonce>`.
+    pub owner: String,
+}
+
+/// A lease owner id for this process.
+pub fn owner_id() -> String {
+    format!(
+        "pid-{}-{}",
+        std::process::id(),
+        &uuid::Uuid::now_v7().simple().to_string()[20..]
+    )
+}
+
+/// Whether the process behind a lease owner id still runs. Unknown formats
+/// count as alive: their leases expire on their own.
+pub fn owner_alive(owner: &str) -> bool {
+    let Some(pid) = owner
+        .strip_prefix("pid-")
+        .and_then(|rest| rest.split('-').next())
+        .and_then(|p| p.parse::<i32>().ok())
+    else {
+        return true;
+    };
+    if pid <= 0 {
+        return true;
+    }
+    // SAFETY: kill with signal 0 sends nothing; it only checks the pid.
+    #[allow(unsafe_code)]
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+impl Worker {
+    fn random(&self) -> u32 {
+        self.rng.lock().map(|mut r| r.u32(..)).unwrap_or(0)
+    }
+
+    /// One run. Returns when the queue is drained, nothing more is due
+    /// before the deadline, the breaker stops it, or `shutdown` fires.
+    pub async fn run(&self, mut shutdown: watch::Receiver<bool>) -> Result<RunReport, WorkerError> {
+        let started = self.clock.now_ms();
+        let real_start = tokio::time::Instant::now();
+        let mut report = RunReport::default();
+
+        let now = self.clock.now_ms();
+        report.reclaimed = self
+            .store
+            .run(move |s| s.reclaim_expired(now, &owner_alive))
+            .await?
+            .reclaimed;
+        let failed = self.store.run(move |s| s.failed_summaries(now)).await?;
+        if !failed.is_empty() {
+            let random = self.random();
+            let ids = self
+                .policy
+                .run(move |p| p.on_run_start(&failed, random))
+                .await?;
+            report.revived = self.store.run(move |s| s.revive(&ids, now)).await?;
+        }
+        let (previous_run_tripped, consecutive_failing_runs) = self
+            .store
+            .run(|s| {
+                Ok((
+                    s.meta_get("previous_run_tripped")?.as_deref() == Some("1"),
+                    s.meta_get("consecutive_failing_runs")?
+                        .and_then(|v| v.parse::<u32>().ok())
+                        .unwrap_or(0),
+                ))
+            })
+            .await?;
+
+        let deadline = self.settings.max_duration.map(|d| real_start + d);
+        let mut inflight: JoinSet<(Claimed, Attempt)> = JoinSet::new();
+        let mut ids: HashMap<tokio::task::Id, String> = HashMap::new();
+        let mut consecutive = 0u32;
+
+        loop {
+            if report.stopped.is_none() && *shutdown.borrow() {
+                report.stopped = Some(Stop::Shutdown);
+            }
+            if report.stopped.is_none()
+                && deadline.is_some_and(|d| tokio::time::Instant::now() >= d)
+            {
+                report.stopped = Some(Stop::MaxDuration);
+            }
+            if report.stopped.is_none() {
+                let free = self.settings.concurrency.saturating_sub(inflight.len());
+                if free > 0 {
+                    let now = self.clock.now_ms();
+                    let owner = self.owner.clone();
+                    let lease = self.settings.lease.as_millis() as u64;
+                    let batch = self
+                        .store
+                        .run(move |s| s.claim(&owner, now, lease, free))
+                        .await?;
+                    for c in batch {
+                        let id = c.id.clone();
+                        let handle = inflight.spawn(attempt(
+                            self.client.clone(),
+                            self.store.clone(),
+                            self.clock.clone(),
+                            self.settings.event_wait,
+                            c,
+                        ));
+                        ids.insert(handle.id(), id);
+                        report.attempts += 1;
+                    }
+                }
+            }
+            if report.stopped.is_some() && !matches!(report.stopped, Some(Stop::Breaker)) {
+                self.abandon(&mut inflight, &mut ids, &mut report).await?;
+                break;
+            }
+            let next_due = if report.stopped.is_none() && inflight.len() < self.settings.concurrency
+            {
+                self.store.run(|s| s.next_due()).await?
+            } else {
+                None
+            };
+            let wait = next_due
+                .map(|t| Duration::from_millis((t - self.clock.now_ms()).max(0) as u64))
+                .filter(|w| *w <= MAX_IN_RUN_WAIT);
+            if inflight.is_empty() && wait.is_none() {
+                break;
+            }
+            if let (Some(w), Some(d)) = (wait, deadline) {
+                if inflight.is_empty() && tokio::time::Instant::now() + w > d {
+                    report.stopped = Some(Stop::MaxDuration);
+                    break;
+                }
+            }
+            let deadline_sleep = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let due_sleep = async {
+                match wait {
+                    Some(w) => self.clock.sleep(w).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                joined = inflight.join_next_with_id(), if !inflight.is_empty() => {
+                    match joined {
+                        Some(Ok((task, (c, outcome)))) => {
+                            ids.remove(&task);
+                            let breaker = self.record(c, outcome, &mut report).await?;
+                            match breaker {
+                                Some(true) => consecutive += 1,
+                                Some(false) => consecutive = 0,
+                                None => {}
+                            }
+                            if breaker == Some(true) && report.stopped.is_none() {
+                                let input = BreakerInput {
+                                    consecutive_failures: consecutive,
+                                    previous_run_tripped,
+                                    consecutive_failing_runs,
+                                };
+                                if let BreakerDecision::Stop(ms) = self.policy.run(move |p| p.breaker(input)).await? {
+                                    report.stopped = Some(Stop::Breaker);
+                                    report.next_probe_ms = Some(ms);
+                                }
+                            }
+                        }
+                        Some(Err(e)) => {
+                            // A panicked attempt: give its entry back.
+                            if let Some(id) = ids.remove(&e.id()) {
+                                self.release(&id, true, &mut report).await?;
+                            }
+                        }
+                        None => {}
+                    }
+                }
+                _ = shutdown.changed() => {
+                    report.stopped = Some(Stop::Shutdown);
+                }
+                _ = deadline_sleep => {
+                    report.stopped = Some(Stop::MaxDuration);
+                }
+                _ = due_sleep => {}
+            }
+        }
+
+        let now = self.clock.now_ms();
+        let counts = self.store.run(|s| s.counts()).await?;
+        report.remaining = counts.undelivered();
+        let tripped = report.stopped == Some(Stop::Breaker);
+        let probe_at = report.next_probe_ms.map(|ms| now + ms as i64).unwrap_or(0);
+        let left = report.remaining > 0;
+        self.store
+            .run(move |s| {
+                s.finish_run(now, left, tripped)?;
+                s.meta_set("breaker_open_until", &probe_at.to_string())
+            })
+            .await?;
+        report.elapsed_ms = (now - started).max(0) as u64;
+        self.log.line(&format!(
+            "run owner={} attempts={} delivered={} reconciled={} retried={} failed={} dead={} revived={} reclaimed={} released={} remaining={} stopped={} elapsed_ms={}",
+            self.owner,
+            report.attempts,
+            report.delivered,
+            report.reconciled,
+            report.retried,
+            report.failed,
+            report.dead,
+            report.revived,
+            report.reclaimed,
+            report.released,
+            report.remaining,
+            report.stopped.map(|s| format!("{s:?}").to_lowercase()).unwrap_or_else(|| "no".into()),
+            report.elapsed_ms
+        ));
+        Ok(report)
+    }
+
+    /// Aborts in-flight attempts; a finished one is recorded, an aborted
+    /// one released for reconciliation.
+    async fn abandon(
+        &self,
+        inflight: &mut JoinSet<(Claimed, Attempt)>,
+        ids: &mut HashMap<tokio::task::Id, String>,
+        report: &mut RunReport,
+    ) -> Result<(), WorkerError> {
+        inflight.abort_all();
+        while let Some(joined) = inflight.join_next_with_id().await {
+            match joined {
+                Ok((task, (c, outcome))) => {
+                    ids.remove(&task);
+                    self.record(c, outcome, report).await?;
+                }
+                Err(e) => {
+                    if let Some(id) = ids.remove(&e.id()) {
+                        self.release(&id, true, report).await?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn release(
+        &self,
+        id: &str,
+        maybe_sent: bool,
+        report: &mut RunReport,
+    ) -> Result<(), WorkerError> {
+        let (id, owner, now) = (id.to_string(), self.owner.clone(), self.clock.now_ms());
+        self.store
+            .run(move |s| s.release(&id, &owner, maybe_sent, now))
+            .await?;
+        report.released += 1;
+        Ok(())
+    }
+
+    /// Records one attempt's outcome. Returns whether it was a
+    /// connection-level failure (for the breaker), or None when it says
+    /// nothing about the connection.
+    async fn record(
+        &self,
+        c: Claimed,
+        outcome: Attempt,
+        report: &mut RunReport,
+    ) -> Result<Option<bool>, WorkerError> {
+        let now = self.clock.now_ms();
+        match outcome {
+            Attempt::Delivered { ids, reconciled } => {
+                let id = c.id.clone();
+                self.store
+                    .run(move |s| s.record_delivered(&id, &ids, now))
+                    .await?;
+                report.delivered += 1;
+                if reconciled {
+                    report.reconciled += 1;
+                    self.log
+                        .line(&format!("reconciled id={} (already on the server)", c.id));
+                }
+                Ok(Some(false))
+            }
+            Attempt::Deferred => {
+                let (id, owner) = (c.id.clone(), self.owner.clone());
+                let due = now + EVENT_RECHECK.as_millis() as i64;
+                self.store
+                    .run(move |s| s.release(&id, &owner, false, due))
+                    .await?;
+                report.released += 1;
+                Ok(Some(false))
+            }
+            Attempt::Failed(failure) => {
+                let entry = EntryState {
+                    attempts_this_run: c.attempts_run + 1,
+                    total_attempts: c.attempts + 1,
+                    runs_failed: c.runs_failed,
+                    age_ms: (now - c.created_at).max(0) as u64,
+                    size_bytes: c.content.len() as u64,
+                };
+                let outcome = failure.to_outcome();
+                let random = self.random();
+                let decision = self
+                    .policy
+                    .run(move |p| p.on_failure(entry, outcome, random))
+                    .await?;
+                let (record, label) = match decision {
+                    Decision::RetryAfterMs(ms) => {
+                        report.retried += 1;
+                        (
+                            FailureRecord::Retry { delay_ms: ms },
+                            format!("retry in {ms}ms"),
+                        )
+                    }
+                    Decision::Fail => {
+                        report.failed += 1;
+                        (FailureRecord::Fail, "failed".to_string())
+                    }
+                    Decision::Dead(reason) => {
+                        report.dead += 1;
+                        let auth = matches!(failure, Failure::Permanent { auth: true, .. });
+                        (FailureRecord::Dead { reason, auth }, "dead".to_string())
+                    }
+                };
+                let described = failure.describe();
+                self.log.line(&format!(
+                    "failure id={} class={} error=\"{}\" attempt={} decision={label}",
+                    c.id,
+                    class_name(&failure),
+                    described,
+                    entry.attempts_this_run
+                ));
+                let (id, owner, unknown) =
+                    (c.id.clone(), self.owner.clone(), failure.maybe_stored());
+                self.store
+                    .run(move |s| s.record_failure(&id, &owner, &record, &described, unknown, now))
+                    .await?;
+                Ok(Some(failure.is_connection_level()))
+            }
+        }
+    }
+}
+
+fn class_name(f: &Failure) -> &'static str {
+    match f {
+        Failure::Connect(_) => "connect",
+        Failure::TimeoutBeforeSend => "timeout_before_send",
+        Failure::Unknown(_) => "unknown",
+        Failure::Http { .. } => "retryable_http",
+        Failure::Permanent { auth: true, .. } => "auth",
+        Failure::Permanent { .. } => "permanent",
+    }
+}
+
+/// One delivery attempt: confirm a pending platform event, or reconcile an
+/// unknown outcome, or send.
+async fn attempt(
+    client: Client,
+    store: SharedStore,
+    clock: Arc<dyn Clock>,
+    event_wait: Duration,
+    c: Claimed,
+) -> (Claimed, Attempt) {
+    let outcome = attempt_inner(&client, &store, &*clock, event_wait, &c).await;
+    (c, outcome)
+}
+
+async fn attempt_inner(
+    client: &Client,
+    store: &SharedStore,
+    clock: &dyn Clock,
+    event_wait: Duration,
+    c: &Claimed,
+) -> Attempt {
+    let req = AddRequest {
+        mq_id: &c.id,
+        project: &c.project,
+        agent_id: c.agent_id.as_deref(),
+        run_id: c.run_id.as_deref(),
+        content: &c.content,
+        metadata: &c.metadata,
+        created_at: c.created_at,
+    };
+    if let Some(event_id) = &c.event_id {
+        return wait_event(client, store, clock, event_wait, &c.id, event_id).await;
+    }
+    if c.needs_reconcile {
+        match client.find_by_mq_id(&req).await {
+            Ok(Some(ids)) => {
+                return Attempt::Delivered {
+                    ids,
+                    reconciled: true,
+                };
+            }
+            Ok(None) => {}
+            Err(f @ Failure::Permanent { auth: true, .. }) => return Attempt::Failed(f),
+            // A server that cannot answer the lookup: never resend blind,
+            // and never call the entry dead for it; retry later.
+            Err(Failure::Permanent { status, .. }) => {
+                return Attempt::Failed(Failure::Http {
+                    status,
+                    retry_after_ms: None,
+                    code: Some("reconcile_lookup_rejected".into()),
+                });
+            }
+            Err(f) => return Attempt::Failed(f),
+        }
+    }
+    match client.add(&req).await {
+        Ok(AddResult::Delivered(ids)) => Attempt::Delivered {
+            ids,
+            reconciled: false,
+        },
+        Ok(AddResult::Pending { event_id }) => {
+            let (id, ev) = (c.id.clone(), event_id.clone());
+            if let Err(e) = store.run(move |s| s.set_event(&id, Some(&ev))).await {
+                tracing::warn!(error = %e, "cannot record a platform event id");
+            }
+            wait_event(client, store, clock, event_wait, &c.id, &event_id).await
+        }
+        Err(f) => Attempt::Failed(f),
+    }
+}
+
+/// Polls a platform event until it ends or `event_wait` runs out.
+async fn wait_event(
+    client: &Client,
+    store: &SharedStore,
+    clock: &dyn Clock,
+    event_wait: Duration,
+    id: &str,
+    event_id: &str,
+) -> Attempt {
+    let start = clock.now_ms();
+    let mut pause = EVENT_POLL_FIRST;
+    loop {
+        match client.event(event_id).await {
+            Ok(EventState::Succeeded(ids)) => {
+                return Attempt::Delivered {
+                    ids,
+                    reconciled: false,
+                };
+            }
+            Ok(EventState::Failed) => {
+                // Not stored: clear the event so the next attempt re-adds.
+                let id = id.to_string();
+                let _ = store.run(move |s| s.set_event(&id, None)).await;
+                return Attempt::Failed(Failure::Http {
+                    status: 500,
+                    retry_after_ms: None,
+                    code: Some("event_failed".into()),
+                });
+            }
+            Ok(EventState::Pending) => {}
+            Err(f) => return Attempt::Failed(f),
+        }
+        if clock.now_ms() - start >= event_wait.as_millis() as i64 {
+            return Attempt::Deferred;
+        }
+        clock.sleep(pause).await;
+        pause = (pause * 2).min(EVENT_POLL_MAX);
+    }
+}
