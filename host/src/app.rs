@@ -21,6 +21,8 @@ pub enum AppError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Policy(#[from] PolicyError),
+    #[error(transparent)]
+    Graph(#[from] crate::graph::GraphError),
 }
 
 pub struct App {
@@ -33,6 +35,8 @@ pub struct App {
     pub clock: Arc<dyn Clock>,
     pub log: Arc<WorkerLog>,
     pub policy_info: Mutex<PolicyInfo>,
+    /// Set after a save, when a graph JSONL mirror is configured.
+    pub graph_dirty: tokio::sync::Notify,
 }
 
 impl App {
@@ -60,6 +64,7 @@ impl App {
             clock: Arc::new(SystemClock),
             log,
             policy_info: Mutex::new(info),
+            graph_dirty: tokio::sync::Notify::new(),
         })
     }
 
@@ -100,6 +105,18 @@ impl App {
             *i = info;
         }
         Ok(alerts)
+    }
+
+    /// Merges the local graph into the configured JSONL file, if any.
+    pub async fn mirror_graph(&self) -> Result<Option<crate::graph::MirrorReport>, AppError> {
+        let Some(path) = self.config().graph_jsonl.clone() else {
+            return Ok(None);
+        };
+        let graph = self.store.run(|s| s.graph_all()).await?;
+        let report = tokio::task::spawn_blocking(move || crate::graph::mirror(&graph, &path))
+            .await
+            .map_err(|e| AppError::Store(StoreError::Task(e.to_string())))??;
+        Ok(Some(report))
     }
 
     pub fn policy_info(&self) -> PolicyInfo {

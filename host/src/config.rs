@@ -201,6 +201,8 @@ pub struct Config {
     pub infer: bool,
     pub allow_insecure_http: bool,
     pub notify: bool,
+    pub graph_jsonl: Option<PathBuf>,
+    pub retention_days: Option<u64>,
     pub log_max_bytes: u64,
 }
 
@@ -224,6 +226,8 @@ impl Default for Config {
             infer: true,
             allow_insecure_http: false,
             notify: false,
+            graph_jsonl: None,
+            retention_days: None,
             log_max_bytes: 1 << 20,
         }
     }

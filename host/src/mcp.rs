@@ -64,6 +64,37 @@ pub struct RecentArgs {
     pub project: Option<String>,
 }
 
+/// Arguments of `mem0_search`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SearchArgs {
+    /// What to look for, in plain words.
+    pub query: String,
+    /// Only memories of this project (Mem0 user_id). Default: the configured
+    /// default_project for Mem0's side; all projects locally.
+    #[serde(default)]
+    pub project: Option<String>,
+    /// How many results, 1 to 100. Default 10.
+    #[serde(default)]
+    pub limit: Option<i64>,
+}
+
+/// Arguments of `mem0_graph_search`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GraphSearchArgs {
+    /// Text to find in entity names, types and observations (any case).
+    pub query: String,
+}
+
+/// Arguments of `mem0_graph_open`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GraphOpenArgs {
+    /// Entity names to open, e.g. ["windsurf-project", "rust"].
+    pub names: Vec<String>,
+}
+
 /// Arguments of `mem0_queue_status` (none).
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -205,6 +236,48 @@ impl Mem0QueueServer {
         guarded("mem0_queue_status", self.status(raw)).await
     }
 
+    /// Search Mem0 merged with the local copy (read-your-writes, offline).
+    #[tool(
+        name = "mem0_search",
+        description = "Search memories. Asks Mem0 (bounded timeout) and merges in matching memories saved here but not delivered yet (source \"pending\"), so a memory saved a second ago is found. When Mem0 is down or not configured, answers from the local copy of every saved memory (source \"local\") and says the results are local only. Each result has a score and its source; no duplicates.",
+        input_schema = input_schema::<SearchArgs>(),
+        annotations(title = "Search memories", read_only_hint = true, open_world_hint = true)
+    )]
+    async fn mem0_search(
+        &self,
+        Parameters(raw): Parameters<JsonObject>,
+    ) -> Result<CallToolResult, ErrorData> {
+        guarded("mem0_search", self.search(raw)).await
+    }
+
+    /// Find entities in the local knowledge graph.
+    #[tool(
+        name = "mem0_graph_search",
+        description = "Search the local knowledge graph that every save feeds (the project, the entities named in a save's metadata, relations): returns the matching entities with their observations, and the relations among them.",
+        input_schema = input_schema::<GraphSearchArgs>(),
+        annotations(title = "Search the knowledge graph", read_only_hint = true, open_world_hint = false)
+    )]
+    async fn mem0_graph_search(
+        &self,
+        Parameters(raw): Parameters<JsonObject>,
+    ) -> Result<CallToolResult, ErrorData> {
+        guarded("mem0_graph_search", self.graph(raw, false)).await
+    }
+
+    /// Open named entities of the local knowledge graph.
+    #[tool(
+        name = "mem0_graph_open",
+        description = "Open entities of the local knowledge graph by name: their observations (the memories about them) and every relation touching them.",
+        input_schema = input_schema::<GraphOpenArgs>(),
+        annotations(title = "Open graph entities", read_only_hint = true, open_world_hint = false)
+    )]
+    async fn mem0_graph_open(
+        &self,
+        Parameters(raw): Parameters<JsonObject>,
+    ) -> Result<CallToolResult, ErrorData> {
+        guarded("mem0_graph_open", self.graph(raw, true)).await
+    }
+
     /// The most recent saves, newest first, whatever their delivery state.
     #[tool(
         name = "mem0_recent",
@@ -220,7 +293,71 @@ impl Mem0QueueServer {
     }
 }
 
+fn error_reply(e: String) -> CallToolResult {
+    reply(e.clone(), json!({"status": "error", "error": e}), true)
+}
+
 impl Mem0QueueServer {
+    async fn search(&self, raw: JsonObject) -> CallToolResult {
+        let args: SearchArgs = match parse(raw) {
+            Ok(a) => a,
+            Err(e) => return error_reply(format!("invalid arguments: {e}")),
+        };
+        let limit = args.limit.unwrap_or(crate::search::DEFAULT_LIMIT as i64);
+        if !(1..=crate::search::MAX_LIMIT as i64).contains(&limit) {
+            return error_reply(format!(
+                "limit must be between 1 and {}, got {limit}",
+                crate::search::MAX_LIMIT
+            ));
+        }
+        if args.query.trim().is_empty() {
+            return error_reply("query is empty".into());
+        }
+        match crate::search::search(&self.app, &args.query, args.project, limit as usize).await {
+            Ok(r) => reply(
+                r.text(),
+                serde_json::to_value(&r).unwrap_or_default(),
+                false,
+            ),
+            Err(e) => error_reply(format!("cannot read the local copy: {e}")),
+        }
+    }
+
+    async fn graph(&self, raw: JsonObject, open: bool) -> CallToolResult {
+        let result = if open {
+            match parse::<GraphOpenArgs>(raw) {
+                Ok(a) => self.app.store.run(move |s| s.graph_open(&a.names)).await,
+                Err(e) => return error_reply(format!("invalid arguments: {e}")),
+            }
+        } else {
+            match parse::<GraphSearchArgs>(raw) {
+                Ok(a) if a.query.trim().is_empty() => return error_reply("query is empty".into()),
+                Ok(a) => self.app.store.run(move |s| s.graph_search(&a.query)).await,
+                Err(e) => return error_reply(format!("invalid arguments: {e}")),
+            }
+        };
+        match result {
+            Ok(g) => {
+                let mut text = format!(
+                    "{} entities, {} relations",
+                    g.entities.len(),
+                    g.relations.len()
+                );
+                for e in &g.entities {
+                    text.push_str(&format!("\n{} ({}):", e.name, e.entity_type));
+                    for o in &e.observations {
+                        text.push_str(&format!("\n  - {o}"));
+                    }
+                }
+                for r in &g.relations {
+                    text.push_str(&format!("\n{} -[{}]-> {}", r.from, r.relation_type, r.to));
+                }
+                reply(text, serde_json::to_value(&g).unwrap_or_default(), false)
+            }
+            Err(e) => error_reply(format!("cannot read the graph: {e}")),
+        }
+    }
+
     async fn save(&self, raw: JsonObject) -> CallToolResult {
         let args: SaveArgs = match parse(raw) {
             Ok(a) => a,
@@ -258,6 +395,7 @@ impl Mem0QueueServer {
         if self.app.client.is_ok() {
             self.nudge.notify_one();
         }
+        self.app.graph_dirty.notify_one();
         let mut text = if entry.deduplicated {
             format!(
                 "queued: already in the queue as {} (same text, not yet delivered); queue depth {}.",

@@ -13,6 +13,7 @@
 //! into it: the worker claims, then talks HTTP, then records.
 
 mod delivery;
+pub mod graph;
 mod schema;
 mod shared;
 
@@ -379,6 +380,7 @@ impl Store {
                 max: limits.max_metadata_bytes,
             });
         }
+        let graph_input = graph::graph_input(&new.metadata)?;
         let hash = content_hash(&new);
         let id = match &new.id {
             Some(id) => {
@@ -431,6 +433,14 @@ impl Store {
                 new.created_at,
                 new.origin.as_str()
             ],
+        )?;
+        graph::write_save(
+            &tx,
+            &id,
+            &new.project,
+            &new.content,
+            new.created_at,
+            &graph_input,
         )?;
         tx.execute(
             "UPDATE stats SET value = value + 1 WHERE key = 'total_queued'",
@@ -637,6 +647,17 @@ impl Store {
                     retries,
                     (*state == State::Failed) as i64
                 ])?;
+                if n == 1 {
+                    let input = graph::graph_input(&e.metadata).unwrap_or_default();
+                    graph::write_save(
+                        &tx,
+                        e.id.as_deref().unwrap_or_default(),
+                        &e.project,
+                        &e.content,
+                        e.created_at,
+                        &input,
+                    )?;
+                }
                 inserted.push(n == 1);
             }
         }
@@ -666,6 +687,38 @@ impl Store {
         Ok((inserted, merge))
     }
 
+    /// Full-text search of the local copy (every saved memory), ranked by
+    /// bm25. Returns each match with a score in (0, 1], best first.
+    pub fn search_local(
+        &self,
+        query: &str,
+        project: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(EntryView, f64)>, StoreError> {
+        let Some(fts) = fts_query(query) else {
+            return Ok(Vec::new());
+        };
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT e.id, e.project, e.agent_id, e.run_id, e.state, e.created_at, e.attempts,
+                    e.runs_failed, e.last_error, e.dead_reason, e.remote_ids, e.metadata, e.content,
+                    bm25(entries_fts) AS rank
+               FROM entries_fts JOIN entries e ON e.seq = entries_fts.rowid
+              WHERE entries_fts MATCH ?1 AND (?2 IS NULL OR e.project = ?2)
+              ORDER BY rank LIMIT ?3",
+        )?;
+        let rows = stmt
+            .query_map(params![fts, project, limit as i64], |r| {
+                let rank: f64 = r.get(13)?;
+                let s = -rank;
+                Ok((
+                    view_from_row(r, true)?,
+                    if s > 0.0 { s / (1.0 + s) } else { 0.0 },
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
     pub(crate) fn conn(&mut self) -> &mut Connection {
         &mut self.conn
     }
@@ -693,6 +746,18 @@ fn view_from_row(r: &rusqlite::Row<'_>, with_content: bool) -> rusqlite::Result<
         metadata: serde_json::from_str(&metadata).unwrap_or_default(),
         content: if with_content { r.get(12)? } else { None },
     })
+}
+
+/// An FTS5 query matching any word of `query`, each quoted so that user
+/// text can never be read as FTS syntax. None when it has no word.
+fn fts_query(query: &str) -> Option<String> {
+    let words: Vec<String> = query
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .take(32)
+        .map(|w| format!("\"{w}\""))
+        .collect();
+    (!words.is_empty()).then(|| words.join(" OR "))
 }
 
 fn read_counts(conn: &Connection) -> Result<Counts, StoreError> {

@@ -94,6 +94,49 @@ const MIGRATIONS: &[&str] = &[
         value TEXT NOT NULL
     ) STRICT;
     "#,
+    // 1 -> 2: the local copy's full-text index, and the knowledge graph.
+    r#"
+    -- Full-text search over every saved memory (bm25 ranking). An external
+    -- content table: the text lives once, in `entries`.
+    CREATE VIRTUAL TABLE entries_fts USING fts5(
+        content,
+        content = 'entries',
+        content_rowid = 'seq',
+        tokenize = 'unicode61 remove_diacritics 2'
+    );
+    CREATE TRIGGER entries_fts_insert AFTER INSERT ON entries BEGIN
+        INSERT INTO entries_fts (rowid, content) VALUES (NEW.seq, NEW.content);
+    END;
+    CREATE TRIGGER entries_fts_delete AFTER DELETE ON entries BEGIN
+        INSERT INTO entries_fts (entries_fts, rowid, content) VALUES ('delete', OLD.seq, OLD.content);
+    END;
+    INSERT INTO entries_fts (entries_fts) VALUES ('rebuild');
+
+    -- The knowledge graph, written in the same transaction as each save, in
+    -- the model of @modelcontextprotocol/server-memory.
+    CREATE TABLE graph_entities (
+        name        TEXT PRIMARY KEY,
+        entity_type TEXT NOT NULL,
+        -- 'mq': written by mem0-queue; 'import': read from a JSONL file.
+        origin      TEXT NOT NULL DEFAULT 'mq' CHECK (origin IN ('mq', 'import'))
+    ) STRICT;
+    CREATE TABLE graph_observations (
+        id         INTEGER PRIMARY KEY,
+        entity     TEXT NOT NULL REFERENCES graph_entities (name) ON DELETE CASCADE,
+        text       TEXT NOT NULL,
+        entry_id   TEXT,
+        created_at INTEGER NOT NULL,
+        UNIQUE (entity, text)
+    ) STRICT;
+    CREATE INDEX graph_observations_entry ON graph_observations (entry_id);
+    CREATE TABLE graph_relations (
+        from_entity   TEXT NOT NULL,
+        to_entity     TEXT NOT NULL,
+        relation_type TEXT NOT NULL,
+        entry_id      TEXT,
+        PRIMARY KEY (from_entity, to_entity, relation_type)
+    ) STRICT;
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -281,3 +281,80 @@ fn a_dead_workers_lease_is_reclaimed_before_it_expires() {
     let c = s.counts().expect("c");
     assert_eq!((c.pending, c.in_flight), (1, 1));
 }
+
+#[test]
+fn local_search_finds_a_save_at_once_ranked_by_bm25() {
+    let d = TempDir::new();
+    let mut s = Store::open(&d.db()).expect("open");
+    s.enqueue(new("The deploy uses rsync over ssh"), &LIMITS)
+        .expect("save");
+    s.enqueue(new("Alice prefers tabs; rsync flags: -avz"), &LIMITS)
+        .expect("save");
+    s.enqueue(new("unrelated note about coffee"), &LIMITS)
+        .expect("save");
+    let hits = s.search_local("rsync deploy", None, 10).expect("search");
+    assert_eq!(hits.len(), 2);
+    assert!(
+        hits[0]
+            .0
+            .content
+            .as_deref()
+            .unwrap_or("")
+            .contains("deploy"),
+        "both words rank first"
+    );
+    assert!(hits[0].1 > hits[1].1 && hits[1].1 > 0.0);
+    // User text is never FTS syntax.
+    assert!(s.search_local("\"unbalanced AND (", None, 10).is_ok());
+    assert!(s.search_local("   ", None, 10).expect("empty").is_empty());
+    let mut other = new("rsync in another project");
+    other.project = "other".into();
+    s.enqueue(other, &LIMITS).expect("save");
+    assert_eq!(
+        s.search_local("rsync", Some("other"), 10)
+            .expect("search")
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn a_save_writes_the_graph_in_its_transaction() {
+    let d = TempDir::new();
+    let mut s = Store::open(&d.db()).expect("open");
+    let mut e = new("Alice maintains the rust build");
+    e.metadata = serde_json::json!({
+        "entities": ["alice", "rust"],
+        "relations": [{"from": "alice", "to": "rust", "type": "maintains"}]
+    });
+    let id = s.enqueue(e, &LIMITS).expect("save").id;
+    let g = s.graph_all().expect("graph");
+    let names: Vec<_> = g.entities.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(names, ["alice", "proj", "rust"]);
+    assert!(
+        g.entities
+            .iter()
+            .all(|e| e.observations.len() == 1 && e.observations[0].contains(&id))
+    );
+    assert_eq!(g.relations.len(), 1);
+    let found = s.graph_search("RUST build").expect("search");
+    assert_eq!(
+        found.entities.len(),
+        3,
+        "the observation text matches on every entity"
+    );
+    let opened = s.graph_open(&["alice".into()]).expect("open");
+    assert_eq!(opened.entities.len(), 1);
+    assert_eq!(opened.relations.len(), 1);
+    // Bad graph metadata refuses the save, and writes nothing.
+    let mut bad = new("bad graph");
+    bad.metadata = serde_json::json!({"entities": "alice"});
+    assert!(matches!(
+        s.enqueue(bad, &LIMITS),
+        Err(StoreError::Invalid {
+            field: "metadata",
+            ..
+        })
+    ));
+    assert_eq!(s.counts().expect("c").pending, 1);
+}
