@@ -105,6 +105,21 @@ pub enum Command {
     Import { path: PathBuf },
     /// Print the queue in the seed's JSON shape.
     Export,
+    /// Search Mem0 merged with the local copy (like the mem0_search tool).
+    Search {
+        query: String,
+        #[arg(long)]
+        project: Option<String>,
+        #[arg(long, default_value_t = crate::search::DEFAULT_LIMIT)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The local knowledge graph.
+    Graph {
+        #[command(subcommand)]
+        command: GraphCommand,
+    },
     /// Policy components: check one, or show the active one.
     Policy {
         #[command(subcommand)]
@@ -115,6 +130,25 @@ pub enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Install into Claude Code (MCP server + SessionEnd hook) or the
+    /// scheduler (sync every 10 minutes). Idempotent; backs up what it changes.
+    Install {
+        #[command(subcommand)]
+        target: crate::install::Target,
+    },
+    /// Remove exactly what `install` added.
+    Uninstall {
+        #[command(subcommand)]
+        target: crate::install::Target,
+    },
+    /// Hooks that Claude Code runs.
+    Hook {
+        #[command(subcommand)]
+        event: crate::hook::Event,
+    },
+    /// Check the installation: config, permissions, server, policy,
+    /// schedule, hook, MCP registration. Exit 0 when all pass, 1 otherwise.
+    Doctor,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -136,6 +170,15 @@ impl From<ListState> for State {
             ListState::Delivered => State::Delivered,
         }
     }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum GraphCommand {
+    /// Read a @modelcontextprotocol/server-memory JSONL file into the local
+    /// graph. Idempotent; the file is left untouched.
+    Import { path: PathBuf },
+    /// Merge the local graph into the configured graph_jsonl file now.
+    Mirror,
 }
 
 #[derive(Subcommand, Debug)]
@@ -197,6 +240,11 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("MEM0_QUEUE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    // rmcp logs whole requests, memory texts included, below warn: never.
+    let filter = match "rmcp=warn".parse() {
+        Ok(d) => filter.add_directive(d),
+        Err(_) => filter,
+    };
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -292,6 +340,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Search {
+            query,
+            project,
+            limit,
+            json,
+        } => {
+            let app = open_app(resolved, paths)?;
+            crate::commands::search(app, query, project.clone(), *limit, *json)
+        }
+        Command::Graph { command } => {
+            let app = open_app(resolved, paths)?;
+            crate::commands::graph(app, command)
+        }
         Command::Export => {
             paths.ensure_dir()?;
             let store = Store::open(&paths.db())?;
@@ -301,6 +362,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             writeln!(out)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Install { target } | Command::Uninstall { target } => {
+            let install = matches!(cli.command, Command::Install { .. });
+            match *target {
+                crate::install::Target::ClaudeCode { dry_run } => {
+                    crate::install::claude_code(&cli, &resolved, &paths, install, dry_run)
+                }
+                crate::install::Target::Schedule { cron, dry_run } => {
+                    crate::schedule::command(&cli, &resolved, &paths, install, cron, dry_run)
+                }
+            }
+        }
+        Command::Hook { event } => match event {
+            crate::hook::Event::SessionEnd => crate::hook::session_end(&cli, &resolved, &paths),
+        },
+        Command::Doctor => crate::doctor::run(&resolved, &paths),
     }
 }
 

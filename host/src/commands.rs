@@ -56,7 +56,8 @@ pub fn serve(app: App) -> anyhow::Result<ExitCode> {
         let app = Arc::new(app);
         let nudge = Arc::new(Notify::new());
         let (stop_tx, stop_rx) = watch::channel(false);
-        let worker = tokio::spawn(serve_loop(app.clone(), nudge.clone(), stop_rx));
+        let worker = tokio::spawn(serve_loop(app.clone(), nudge.clone(), stop_rx.clone()));
+        let mirror = tokio::spawn(mirror_loop(app.clone(), stop_rx));
         let server = Mem0QueueServer::new(app.clone(), nudge);
         let result = async {
             let running = server
@@ -72,6 +73,7 @@ pub fn serve(app: App) -> anyhow::Result<ExitCode> {
         .await;
         let _ = stop_tx.send(true);
         let _ = tokio::time::timeout(SHUTDOWN_GRACE, worker).await;
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, mirror).await;
         result.map(|()| ExitCode::SUCCESS)
     })
 }
@@ -99,6 +101,7 @@ async fn serve_loop(app: Arc<App>, nudge: Arc<Notify>, mut stop: watch::Receiver
                 Ok(_) => {}
                 Err(e) => tracing::error!(error = %e, "a worker run failed"),
             }
+            crate::notify::after_run(&app).await;
         }
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
@@ -133,7 +136,17 @@ pub fn sync(app: App, max_duration: Option<Duration>) -> anyhow::Result<ExitCode
             terminated().await;
             let _ = stop_tx.send(true);
         });
-        worker.run(stop_rx).await
+        let progress = if tty {
+            Some(Progress::start(&app).await)
+        } else {
+            None
+        };
+        let report = worker.run(stop_rx).await;
+        if let Some(p) = progress {
+            p.finish().await;
+        }
+        crate::notify::after_run(&app).await;
+        report
     })?;
     if tty {
         eprintln!(
@@ -157,6 +170,71 @@ pub fn sync(app: App, max_duration: Option<Duration>) -> anyhow::Result<ExitCode
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// How often `sync`'s progress bar reads the queue's counts.
+const PROGRESS_TICK: Duration = Duration::from_millis(200);
+
+/// `sync`'s progress bar on a terminal: delivered and failed counts and the
+/// rate, read from the store's counts every [`PROGRESS_TICK`] while the run
+/// goes (the worker itself reports nothing until it ends).
+struct Progress {
+    bar: indicatif::ProgressBar,
+    stop: Arc<Notify>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Progress {
+    async fn start(app: &App) -> Progress {
+        let store = app.store.clone();
+        let start = store.run(|s| s.counts()).await.unwrap_or_default();
+        let bar = indicatif::ProgressBar::with_draw_target(
+            Some(start.undelivered()),
+            indicatif::ProgressDrawTarget::stderr(),
+        );
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} delivered, {msg} ({per_sec})",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar.set_message(format!("{} failed", start.failed));
+        let stop = Arc::new(Notify::new());
+        let task = tokio::spawn({
+            let bar = bar.clone();
+            let stop = stop.clone();
+            async move {
+                loop {
+                    tokio::select! {
+                        _ = tokio::time::sleep(PROGRESS_TICK) => {}
+                        _ = stop.notified() => return,
+                    }
+                    let Ok(now) = store.run(|s| s.counts()).await else {
+                        continue;
+                    };
+                    let delivered = now.delivered.saturating_sub(start.delivered);
+                    let dead = now.dead.saturating_sub(start.dead);
+                    if delivered > bar.length().unwrap_or(0) {
+                        bar.set_length(delivered);
+                    }
+                    bar.set_position(delivered);
+                    bar.set_message(if dead > 0 {
+                        format!("{} failed, {dead} dead", now.failed)
+                    } else {
+                        format!("{} failed", now.failed)
+                    });
+                }
+            }
+        });
+        Progress { bar, stop, task }
+    }
+
+    /// Stops polling and clears the bar; the run's report is printed next.
+    async fn finish(self) {
+        self.stop.notify_one();
+        let _ = self.task.await;
+        self.bar.finish_and_clear();
+    }
 }
 
 /// `mem0-queue status`: exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
@@ -274,3 +352,78 @@ pub fn purge(
     println!("{n} dead entries deleted");
     Ok(ExitCode::SUCCESS)
 }
+
+/// `mem0-queue search`.
+pub fn search(
+    app: App,
+    query: &str,
+    project: Option<String>,
+    limit: usize,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let r = runtime()?.block_on(crate::search::search(&app, query, project, limit))?;
+    let mut out = std::io::stdout().lock();
+    if json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&r)?)?;
+    } else {
+        writeln!(out, "{}", r.text().trim_end())?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `mem0-queue graph import|mirror`.
+pub fn graph(app: App, command: &crate::cli::GraphCommand) -> anyhow::Result<ExitCode> {
+    runtime()?.block_on(async {
+        if let crate::cli::GraphCommand::Import { path } = command {
+            let g = crate::graph::parse_jsonl(path)?;
+            let now = app.clock.now_ms();
+            let (e, o, r) = app.store.run(move |s| s.graph_import(&g, now)).await?;
+            println!("imported {e} new entities, {o} new observations, {r} new relations");
+        }
+        match app.mirror_graph().await? {
+            Some(m) => println!(
+                "mirrored to {}: {} entities, {} observations, {} relations added",
+                app.config()
+                    .graph_jsonl
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+                m.entities_added,
+                m.observations_added,
+                m.relations_added
+            ),
+            None if matches!(command, crate::cli::GraphCommand::Mirror) => {
+                eprintln!("mem0-queue: no graph_jsonl is configured; nothing to mirror");
+                return Ok(ExitCode::from(EXIT_CONFIG));
+            }
+            None => {}
+        }
+        anyhow::Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Keeps the graph JSONL mirror up to date while `serve` runs: after saves,
+/// at most once per [`MIRROR_DEBOUNCE`], and once more at shutdown.
+async fn mirror_loop(app: Arc<App>, mut stop: watch::Receiver<bool>) {
+    if app.config().graph_jsonl.is_none() {
+        return;
+    }
+    loop {
+        let stopping = tokio::select! {
+            _ = app.graph_dirty.notified() => false,
+            _ = stop.changed() => true,
+        };
+        if !stopping {
+            tokio::time::sleep(MIRROR_DEBOUNCE).await;
+        }
+        if let Err(e) = app.mirror_graph().await {
+            tracing::warn!(error = %e, "the graph JSONL mirror failed; it is retried after the next save");
+        }
+        if stopping || *stop.borrow() {
+            return;
+        }
+    }
+}
+
+/// The pause that gathers a burst of saves into one mirror write.
+const MIRROR_DEBOUNCE: Duration = Duration::from_millis(300);

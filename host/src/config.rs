@@ -168,6 +168,20 @@ const KEYS: &[Key] = &[
         default: Some("false"),
     },
     Key {
+        name: "graph_jsonl",
+        env: "MEM0_QUEUE_GRAPH_JSONL",
+        ty: Ty::Path,
+        help: "Mirror the knowledge graph into this @modelcontextprotocol/server-memory JSONL file (its MEMORY_FILE_PATH).",
+        default: None,
+    },
+    Key {
+        name: "retention_days",
+        env: "MEM0_QUEUE_RETENTION_DAYS",
+        ty: Ty::Int,
+        help: "Drop the local copy of delivered memories after this many days. Unset: keep all (search answers offline from it).",
+        default: None,
+    },
+    Key {
         name: "log_max_bytes",
         env: "MEM0_QUEUE_LOG_MAX_BYTES",
         ty: Ty::Int,

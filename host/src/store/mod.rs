@@ -590,6 +590,20 @@ impl Store {
         Ok(moved)
     }
 
+    /// Drops the local copy of entries delivered before `before_ms` (the
+    /// retention setting). Their graph observations stay.
+    pub fn prune_delivered(&mut self, before_ms: i64) -> Result<u64, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let n = tx.execute(
+            "DELETE FROM entries WHERE state = 'delivered' AND delivered_at < ?1",
+            [before_ms],
+        )? as u64;
+        tx.commit()?;
+        Ok(n)
+    }
+
     /// Deletes dead entries saved before `before_ms` (all dead ones when
     /// None). Returns how many were deleted.
     pub fn purge_dead(&mut self, before_ms: Option<i64>) -> Result<u64, StoreError> {

@@ -73,6 +73,9 @@ pub struct Settings {
     pub event_wait: Duration,
     /// Stop the run after this long (`sync --max-duration`).
     pub max_duration: Option<Duration>,
+    /// Drop the local copy of delivered entries older than this at the end
+    /// of a run (`retention_days`); None keeps everything.
+    pub retention: Option<Duration>,
 }
 
 impl Settings {
@@ -83,6 +86,9 @@ impl Settings {
             lease: c.connect_timeout + c.add_timeout * 2 + event_wait + LEASE_MARGIN,
             event_wait,
             max_duration: None,
+            retention: c
+                .retention_days
+                .map(|d| Duration::from_secs(d.saturating_mul(86_400))),
         }
     }
 }
@@ -334,8 +340,12 @@ impl Worker {
         let tripped = report.stopped == Some(Stop::Breaker);
         let probe_at = report.next_probe_ms.map(|ms| now + ms as i64).unwrap_or(0);
         let left = report.remaining > 0;
+        let prune_before = self.settings.retention.map(|r| now - r.as_millis() as i64);
         self.store
             .run(move |s| {
+                if let Some(before) = prune_before {
+                    s.prune_delivered(before)?;
+                }
                 s.finish_run(now, left, tripped)?;
                 s.meta_set("breaker_open_until", &probe_at.to_string())
             })
