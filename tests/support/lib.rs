@@ -1,3 +1,4 @@
 //! Test support.
 
+pub mod checker;
 pub mod mem0_server;
