@@ -103,8 +103,24 @@ pub enum Command {
     /// Import the seed's JSON queue (~/.claude/mem0_queue.json). Idempotent;
     /// the file is left untouched.
     Import { path: PathBuf },
-    /// Print the queue in the seed's JSON shape.
-    Export,
+    /// Print the queue in the seed's JSON shape; with --vault, write it as
+    /// Markdown notes into an Obsidian vault instead.
+    Export {
+        /// An Obsidian vault: one note per memory under DIR/Mem0/<project>/,
+        /// an index note per project. Idempotent; never touches your notes.
+        #[arg(long, value_name = "DIR")]
+        vault: Option<PathBuf>,
+    },
+    /// The queue on a local web page (127.0.0.1 only, behind a random
+    /// token): counts, alerts, charts, failed and dead entries, retry, sync.
+    Dashboard {
+        /// The port to listen on; 0 picks a free one.
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        /// Open the page in the desktop's browser (xdg-open / open).
+        #[arg(long)]
+        open: bool,
+    },
     /// Search Mem0 merged with the local copy (like the mem0_search tool).
     Search {
         query: String,
@@ -281,7 +297,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::commands::status(resolved, paths, *json, !*no_probe)
         }
         Command::Serve => {
-            let app = open_app(resolved, paths)?;
+            // A queue that cannot be opened (read-only or full data dir,
+            // corrupt file) still gets an MCP server: each save then answers
+            // NOT QUEUED with the reason, instead of a failed handshake.
+            let app = open_app(resolved, paths).map_err(|e| format!("{e:#}"));
             crate::commands::serve(app)
         }
         Command::Sync { max_duration } => {
@@ -353,7 +372,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let app = open_app(resolved, paths)?;
             crate::commands::graph(app, command)
         }
-        Command::Export => {
+        Command::Export { vault: Some(dir) } => {
+            paths.ensure_dir()?;
+            let store = Store::open(&paths.db())?;
+            let report = crate::vault::export_once(&store, dir)?;
+            println!("{}", report.text(&dir.join(crate::vault::ROOT)));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Dashboard { port, open } => {
+            let app = open_app(resolved, paths)?;
+            crate::dashboard::run(app, *port, *open)
+        }
+        Command::Export { vault: None } => {
             paths.ensure_dir()?;
             let store = Store::open(&paths.db())?;
             let v = crate::seed::export(&store)?;

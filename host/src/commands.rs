@@ -51,14 +51,23 @@ async fn terminated() {
 }
 
 /// `mem0-queue serve`: the MCP server on stdio plus the background worker.
-pub fn serve(app: App) -> anyhow::Result<ExitCode> {
+pub fn serve(app: Result<App, String>) -> anyhow::Result<ExitCode> {
     runtime()?.block_on(async move {
-        let app = Arc::new(app);
+        let app = app.map(Arc::new);
         let nudge = Arc::new(Notify::new());
         let (stop_tx, stop_rx) = watch::channel(false);
-        let worker = tokio::spawn(serve_loop(app.clone(), nudge.clone(), stop_rx.clone()));
-        let mirror = tokio::spawn(mirror_loop(app.clone(), stop_rx));
-        let server = Mem0QueueServer::new(app.clone(), nudge);
+        let mut background = Vec::new();
+        match &app {
+            Ok(app) => {
+                background.push(tokio::spawn(serve_loop(app.clone(), nudge.clone(), stop_rx.clone())));
+                background.push(tokio::spawn(crate::vault::mirror_loop(app.clone(), stop_rx.clone())));
+                background.push(tokio::spawn(mirror_loop(app.clone(), stop_rx)));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the local queue cannot be used; every save will answer NOT QUEUED");
+            }
+        }
+        let server = Mem0QueueServer::new(app, nudge);
         let result = async {
             let running = server
                 .serve(rmcp::transport::stdio())
@@ -72,8 +81,9 @@ pub fn serve(app: App) -> anyhow::Result<ExitCode> {
         }
         .await;
         let _ = stop_tx.send(true);
-        let _ = tokio::time::timeout(SHUTDOWN_GRACE, worker).await;
-        let _ = tokio::time::timeout(SHUTDOWN_GRACE, mirror).await;
+        for task in background {
+            let _ = tokio::time::timeout(SHUTDOWN_GRACE, task).await;
+        }
         result.map(|()| ExitCode::SUCCESS)
     })
 }
@@ -194,7 +204,7 @@ impl Progress {
         );
         bar.set_style(
             indicatif::ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} delivered, {msg} ({per_sec})",
+                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} delivered, {msg}",
             )
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
@@ -218,10 +228,11 @@ impl Progress {
                         bar.set_length(delivered);
                     }
                     bar.set_position(delivered);
+                    let rate = delivered as f64 / bar.elapsed().as_secs_f64().max(0.001);
                     bar.set_message(if dead > 0 {
-                        format!("{} failed, {dead} dead", now.failed)
+                        format!("{} failed, {dead} dead ({rate:.1}/s)", now.failed)
                     } else {
-                        format!("{} failed", now.failed)
+                        format!("{} failed ({rate:.1}/s)", now.failed)
                     });
                 }
             }

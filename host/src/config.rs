@@ -175,6 +175,13 @@ const KEYS: &[Key] = &[
         default: None,
     },
     Key {
+        name: "vault_dir",
+        env: "MEM0_QUEUE_VAULT_DIR",
+        ty: Ty::Path,
+        help: "An Obsidian vault: `serve` mirrors each memory into <vault_dir>/Mem0/<project>/ as a Markdown note (as `mem0-queue export --vault` does). Your own notes are never touched.",
+        default: None,
+    },
+    Key {
         name: "retention_days",
         env: "MEM0_QUEUE_RETENTION_DAYS",
         ty: Ty::Int,
@@ -216,6 +223,7 @@ pub struct Config {
     pub allow_insecure_http: bool,
     pub notify: bool,
     pub graph_jsonl: Option<PathBuf>,
+    pub vault_dir: Option<PathBuf>,
     pub retention_days: Option<u64>,
     pub log_max_bytes: u64,
 }
@@ -241,6 +249,7 @@ impl Default for Config {
             allow_insecure_http: false,
             notify: false,
             graph_jsonl: None,
+            vault_dir: None,
             retention_days: None,
             log_max_bytes: 1 << 20,
         }

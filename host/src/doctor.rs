@@ -424,10 +424,10 @@ fn schedule_check() -> Check {
             Files::Launchd { .. } => ok("schedule", format!("launchd agent {}", marker.display())),
         };
     }
-    if let Some((ours, _)) = schedule::crontab_lines() {
-        if let Some(l) = ours.first() {
-            return ok("schedule", format!("crontab: {l}"));
-        }
+    if let Some((ours, _)) = schedule::crontab_lines()
+        && let Some(l) = ours.first()
+    {
+        return ok("schedule", format!("crontab: {l}"));
     }
     fail(
         "schedule",
@@ -553,15 +553,15 @@ fn seed_check(checks: &mut Vec<Check>) {
             ));
         }
     }
-    if let Ok(f) = ClaudeFiles::locate(&ProcessEnv) {
-        if let Ok(Some(doc)) = read_doc(&f.settings) {
-            for h in install::seed_hooks(&doc) {
-                checks.push(warn(
-                    "seed hook",
-                    format!("the seed's hook is still in {}: {h}", f.settings.display()),
-                    "delete it there once the seed's queue is imported",
-                ));
-            }
+    if let Ok(f) = ClaudeFiles::locate(&ProcessEnv)
+        && let Ok(Some(doc)) = read_doc(&f.settings)
+    {
+        for h in install::seed_hooks(&doc) {
+            checks.push(warn(
+                "seed hook",
+                format!("the seed's hook is still in {}: {h}", f.settings.display()),
+                "delete it there once the seed's queue is imported",
+            ));
         }
     }
 }

@@ -67,15 +67,7 @@ fn clean(v: Option<&serde_json::Value>) -> String {
 /// The global flags given to this process, for the child.
 fn passthrough(cli: &Cli) -> Vec<String> {
     let mut args = Vec::new();
-    let abs = |p: &std::path::Path| {
-        if p.is_absolute() {
-            p.to_path_buf()
-        } else {
-            std::env::current_dir()
-                .map(|d| d.join(p))
-                .unwrap_or_else(|_| p.to_path_buf())
-        }
-    };
+    let abs = crate::install::absolute;
     if let Some(c) = &cli.config {
         args.push("--config".into());
         args.push(abs(c).display().to_string());

@@ -104,11 +104,10 @@ impl Invocation {
         if matches!(
             resolved.sources.get("policy"),
             Some(Source::Flag | Source::Env(_))
-        ) {
-            if let Some(p) = &resolved.config.policy {
-                global.push("--policy".into());
-                global.push(absolute(p).display().to_string());
-            }
+        ) && let Some(p) = &resolved.config.policy
+        {
+            global.push("--policy".into());
+            global.push(absolute(p).display().to_string());
         }
         Ok(Self {
             exe,
@@ -153,14 +152,28 @@ impl Invocation {
     }
 }
 
-fn absolute(p: &Path) -> PathBuf {
-    if p.is_absolute() {
+/// `p` made absolute against the current dir, with `.` and `..` resolved
+/// lexically (symlinks are left alone).
+pub fn absolute(p: &Path) -> PathBuf {
+    use std::path::Component;
+    let joined = if p.is_absolute() {
         p.to_path_buf()
     } else {
         std::env::current_dir()
             .map(|d| d.join(p))
             .unwrap_or_else(|_| p.to_path_buf())
+    };
+    let mut out = PathBuf::new();
+    for c in joined.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
     }
+    out
 }
 
 /// Quotes a word for a POSIX shell, only when it needs it.
@@ -298,7 +311,8 @@ pub fn add_mcp(root: &mut Doc, entry: Doc) -> anyhow::Result<Change> {
     }
 }
 
-/// Removes our MCP server; drops `mcpServers` when that leaves it empty.
+/// Removes our MCP server. An emptied `mcpServers` stays (`{}`): Claude
+/// Code keeps one in the file anyway.
 pub fn remove_mcp(root: &mut Doc) -> Change {
     let Some(Doc::Object(fields)) = root.get_mut("mcpServers") else {
         return Change::Unchanged;
@@ -307,9 +321,6 @@ pub fn remove_mcp(root: &mut Doc) -> Change {
     fields.retain(|(k, _)| k != MCP_NAME);
     if fields.len() == before {
         return Change::Unchanged;
-    }
-    if fields.is_empty() {
-        root.remove("mcpServers");
     }
     Change::Removed
 }
@@ -429,10 +440,10 @@ pub fn seed_hooks(root: &Doc) -> Vec<String> {
     if let Some(Doc::Object(events)) = root.get("hooks") {
         for (event, _) in events {
             for h in hook_commands(root, event) {
-                if is_seed_hook(h) {
-                    if let Some(c) = h.get("command").and_then(Doc::as_str) {
-                        out.push(format!("{event}: {c}"));
-                    }
+                if is_seed_hook(h)
+                    && let Some(c) = h.get("command").and_then(Doc::as_str)
+                {
+                    out.push(format!("{event}: {c}"));
                 }
             }
         }
@@ -734,10 +745,10 @@ pub fn write_file(
             .and_then(|()| f.sync_all())
             .with_context(|| format!("cannot write {}", tmp.display()))?;
         std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))?;
-        if let Some(expected) = expected {
-            if read_optional(path)?.as_deref() != Some(expected) {
-                return Ok(false);
-            }
+        if let Some(expected) = expected
+            && read_optional(path)?.as_deref() != Some(expected)
+        {
+            return Ok(false);
         }
         std::fs::rename(&tmp, path)
             .with_context(|| format!("cannot replace {}", path.display()))?;
@@ -1010,7 +1021,7 @@ mod tests {
 
     #[test]
     fn mcp_add_is_idempotent_and_remove_restores() {
-        let orig = doc(r#"{"numStartups": 3, "mcpServers": {"other": {"command": "x"}}, "z": 1}"#);
+        let orig = doc(r#"{"numStartups": 3, "mcpServers": {}, "z": 1}"#);
         let entry = doc(r#"{"type": "stdio", "command": "/bin/mq", "args": ["serve"], "env": {}}"#);
         let mut d = orig.clone();
         assert_eq!(add_mcp(&mut d, entry.clone()).expect("add"), Change::Added);

@@ -15,6 +15,7 @@ pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod dashboard;
 pub mod graph;
 pub mod mcp;
 pub mod mem0;
@@ -24,6 +25,7 @@ pub mod search;
 pub mod seed;
 pub mod status;
 pub mod store;
+pub mod vault;
 pub mod worker;
 // Operations: installing into Claude Code, the schedule, the hook, doctor, notifications.
 pub mod doctor;

@@ -106,7 +106,10 @@ const RECENT_DEFAULT: i64 = 20;
 /// The MCP server.
 #[derive(Clone)]
 pub struct Mem0QueueServer {
-    app: Arc<App>,
+    /// The app, or why it could not open (a read-only or full data dir, a
+    /// corrupt queue): then every tool answers with that reason, and a save
+    /// says NOT QUEUED, instead of the server failing its handshake.
+    app: Result<Arc<App>, String>,
     /// Wakes the serve loop's worker right after a save.
     nudge: Arc<Notify>,
     tool_router: ToolRouter<Self>,
@@ -199,7 +202,7 @@ async fn guarded(
 
 #[tool_router]
 impl Mem0QueueServer {
-    pub fn new(app: Arc<App>, nudge: Arc<Notify>) -> Self {
+    pub fn new(app: Result<Arc<App>, String>, nudge: Arc<Notify>) -> Self {
         Self {
             app,
             nudge,
@@ -299,6 +302,10 @@ fn error_reply(e: String) -> CallToolResult {
 
 impl Mem0QueueServer {
     async fn search(&self, raw: JsonObject) -> CallToolResult {
+        let app = match &self.app {
+            Ok(a) => a.clone(),
+            Err(e) => return error_reply(format!("the local queue cannot be used: {e}")),
+        };
         let args: SearchArgs = match parse(raw) {
             Ok(a) => a,
             Err(e) => return error_reply(format!("invalid arguments: {e}")),
@@ -313,7 +320,7 @@ impl Mem0QueueServer {
         if args.query.trim().is_empty() {
             return error_reply("query is empty".into());
         }
-        match crate::search::search(&self.app, &args.query, args.project, limit as usize).await {
+        match crate::search::search(&app, &args.query, args.project, limit as usize).await {
             Ok(r) => reply(
                 r.text(),
                 serde_json::to_value(&r).unwrap_or_default(),
@@ -324,15 +331,19 @@ impl Mem0QueueServer {
     }
 
     async fn graph(&self, raw: JsonObject, open: bool) -> CallToolResult {
+        let app = match &self.app {
+            Ok(a) => a.clone(),
+            Err(e) => return error_reply(format!("the local queue cannot be used: {e}")),
+        };
         let result = if open {
             match parse::<GraphOpenArgs>(raw) {
-                Ok(a) => self.app.store.run(move |s| s.graph_open(&a.names)).await,
+                Ok(a) => app.store.run(move |s| s.graph_open(&a.names)).await,
                 Err(e) => return error_reply(format!("invalid arguments: {e}")),
             }
         } else {
             match parse::<GraphSearchArgs>(raw) {
                 Ok(a) if a.query.trim().is_empty() => return error_reply("query is empty".into()),
-                Ok(a) => self.app.store.run(move |s| s.graph_search(&a.query)).await,
+                Ok(a) => app.store.run(move |s| s.graph_search(&a.query)).await,
                 Err(e) => return error_reply(format!("invalid arguments: {e}")),
             }
         };
@@ -359,6 +370,10 @@ impl Mem0QueueServer {
     }
 
     async fn save(&self, raw: JsonObject) -> CallToolResult {
+        let app = match &self.app {
+            Ok(a) => a.clone(),
+            Err(e) => return not_queued(e),
+        };
         let args: SaveArgs = match parse(raw) {
             Ok(a) => a,
             Err(e) => return not_queued(&format!("invalid arguments: {e}")),
@@ -366,18 +381,17 @@ impl Mem0QueueServer {
         let new = NewEntry {
             project: args
                 .project
-                .unwrap_or_else(|| self.app.config().default_project.clone()),
+                .unwrap_or_else(|| app.config().default_project.clone()),
             agent_id: args.agent_id,
             run_id: args.run_id,
             content: args.content,
             metadata: Value::Object(args.metadata.unwrap_or_default()),
-            created_at: self.app.clock.now_ms(),
+            created_at: app.clock.now_ms(),
             origin: Origin::Mcp,
             id: None,
         };
-        let limits = self.app.limits();
-        let saved = self
-            .app
+        let limits = app.limits();
+        let saved = app
             .store
             .run(move |s| {
                 let e = s.enqueue(new, &limits)?;
@@ -391,11 +405,11 @@ impl Mem0QueueServer {
                 return not_queued(&store_reason(&e));
             }
         };
-        let alerts = self.app.alerts(&stats).await.unwrap_or_default();
-        if self.app.client.is_ok() {
+        let alerts = app.alerts(&stats).await.unwrap_or_default();
+        if app.client.is_ok() {
             self.nudge.notify_one();
         }
-        self.app.graph_dirty.notify_one();
+        app.graph_dirty.notify_one();
         let mut text = if entry.deduplicated {
             format!(
                 "queued: already in the queue as {} (same text, not yet delivered); queue depth {}.",
@@ -407,7 +421,7 @@ impl Mem0QueueServer {
                 entry.id, entry.depth
             )
         };
-        if self.app.client.is_err() {
+        if app.client.is_err() {
             text.push_str(" No Mem0 server is configured yet: it stays queued until one is.");
         }
         for a in &alerts {
@@ -430,6 +444,10 @@ impl Mem0QueueServer {
     }
 
     async fn status(&self, raw: JsonObject) -> CallToolResult {
+        let app = match &self.app {
+            Ok(a) => a.clone(),
+            Err(e) => return error_reply(format!("the local queue cannot be used: {e}")),
+        };
         if let Err(e) = parse::<StatusArgs>(raw) {
             return reply(
                 format!("invalid arguments: {e}"),
@@ -437,7 +455,7 @@ impl Mem0QueueServer {
                 true,
             );
         }
-        let report = match crate::status::gather(&self.app, true).await {
+        let report = match crate::status::gather(&app, true).await {
             Ok(r) => r,
             Err(e) => {
                 return reply(
@@ -451,6 +469,10 @@ impl Mem0QueueServer {
     }
 
     async fn recent(&self, raw: JsonObject) -> CallToolResult {
+        let app = match &self.app {
+            Ok(a) => a.clone(),
+            Err(e) => return error_reply(format!("the local queue cannot be used: {e}")),
+        };
         let args: RecentArgs = match parse(raw) {
             Ok(a) => a,
             Err(e) => {
@@ -467,8 +489,7 @@ impl Mem0QueueServer {
             return reply(e.clone(), json!({"status": "error", "error": e}), true);
         }
         let project = args.project;
-        let rows = self
-            .app
+        let rows = app
             .store
             .run(move |s| s.recent(limit as usize, project.as_deref()))
             .await;

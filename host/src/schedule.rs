@@ -285,7 +285,7 @@ pub fn command(
     let inv = Invocation::current(cli, resolved, paths)?;
     let mut out = std::io::stdout().lock();
     if cron {
-        return print_cron(&inv, install, &mut out);
+        return print_cron(&inv, resolved, install, &mut out);
     }
     let files = Files::locate(&ProcessEnv)?;
     let verb = if install { "install" } else { "uninstall" };
@@ -307,6 +307,33 @@ pub fn command(
     };
     let stamp = install::unix_now();
     let mut changed = false;
+    // Uninstall: stop and disable the timer while its unit file still exists.
+    let mut disabled = None;
+    if !install
+        && !dry_run
+        && let Files::Systemd { timer, .. } = &files
+    {
+        if timer.exists() {
+            let r = run_tool(
+                "systemctl",
+                &["--user", "disable", "--now", &format!("{UNIT}.timer")],
+            );
+            if let ToolRun::Ok(_) = r {
+                writeln!(out, "  ran: systemctl --user disable --now {UNIT}.timer")?;
+            }
+            disabled = Some(r);
+        }
+        // The link `enable` made, should systemctl not be reachable now.
+        let wants = timer
+            .parent()
+            .map(|d| d.join("timers.target.wants").join(format!("{UNIT}.timer")));
+        if let Some(w) = wants
+            && std::fs::symlink_metadata(&w).is_ok_and(|m| m.file_type().is_symlink())
+        {
+            std::fs::remove_file(&w).with_context(|| format!("cannot remove {}", w.display()))?;
+            writeln!(out, "  {}: removed", w.display())?;
+        }
+    }
     for (path, text) in &wanted {
         let current = install::read_optional(path)?;
         if install {
@@ -363,7 +390,8 @@ pub fn command(
         return Ok(ExitCode::SUCCESS);
     }
     match &files {
-        Files::Systemd { .. } => systemd_activate(install, changed, &mut out)?,
+        Files::Systemd { .. } if install => systemd_activate(changed, &mut out)?,
+        Files::Systemd { .. } => systemd_deactivate(changed, disabled, &mut out)?,
         Files::Launchd { plist } => launchd_activate(install, changed, plist, &mut out)?,
     }
     if install {
@@ -386,7 +414,12 @@ pub fn command(
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_cron(inv: &Invocation, install: bool, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
+fn print_cron(
+    inv: &Invocation,
+    resolved: &Resolved,
+    install: bool,
+    out: &mut dyn Write,
+) -> anyhow::Result<ExitCode> {
     let line = cron_line(inv);
     if install {
         writeln!(
@@ -398,6 +431,11 @@ fn print_cron(inv: &Invocation, install: bool, out: &mut dyn Write) -> anyhow::R
             out,
             "# Remove this line with `crontab -e` (nothing was written):\n{line}"
         )?;
+    }
+    if install {
+        for n in install::env_only_notes(resolved) {
+            writeln!(out, "# {n}")?;
+        }
     }
     if let Some((ours, seed)) = crontab_lines() {
         if install && ours.iter().any(|l| l.trim() == line) {
@@ -416,32 +454,20 @@ fn print_cron(inv: &Invocation, install: bool, out: &mut dyn Write) -> anyhow::R
     Ok(ExitCode::SUCCESS)
 }
 
-fn systemd_activate(install: bool, changed: bool, out: &mut dyn Write) -> anyhow::Result<()> {
+fn systemd_activate(changed: bool, out: &mut dyn Write) -> anyhow::Result<()> {
     let timer = format!("{UNIT}.timer");
-    let steps: Vec<Vec<&str>> = if install {
-        vec![
-            vec!["--user", "daemon-reload"],
-            vec!["--user", "enable", "--now", &timer],
-        ]
-    } else {
-        vec![
-            vec!["--user", "disable", "--now", &timer],
-            vec!["--user", "daemon-reload"],
-        ]
-    };
-    if install && !changed {
-        if let ToolRun::Ok(state) = run_tool("systemctl", &["--user", "is-active", &timer]) {
-            if state == "active" {
-                writeln!(
-                    out,
-                    "the timer {timer} is active already; nothing to change"
-                )?;
-                return Ok(());
-            }
-        }
-    }
-    if !install && !changed {
-        writeln!(out, "nothing to change")?;
+    let steps: Vec<Vec<&str>> = vec![
+        vec!["--user", "daemon-reload"],
+        vec!["--user", "enable", "--now", &timer],
+    ];
+    if !changed
+        && let ToolRun::Ok(state) = run_tool("systemctl", &["--user", "is-active", &timer])
+        && state == "active"
+    {
+        writeln!(
+            out,
+            "the timer {timer} is active already; nothing to change"
+        )?;
         return Ok(());
     }
     for step in &steps {
@@ -449,44 +475,85 @@ fn systemd_activate(install: bool, changed: bool, out: &mut dyn Write) -> anyhow
         match run_tool("systemctl", step) {
             ToolRun::Ok(_) => writeln!(out, "  ran: {shown}")?,
             ToolRun::Missing => {
-                return manual(out, "systemctl is not installed here", &steps);
+                return manual(out, true, "systemctl is not installed here", &steps);
             }
-            ToolRun::Failed(e) if install || !step.contains(&"disable") => {
-                return manual(
-                    out,
-                    &format!("`{shown}` failed: {}", first_line(&e)),
-                    &steps,
-                );
+            ToolRun::Failed(e) => {
+                let why = format!("`{shown}` failed: {}", first_line(&e));
+                return manual(out, true, &why, &steps);
             }
-            // Disabling a timer that is not loaded: nothing to stop.
-            ToolRun::Failed(_) => {}
         }
+    }
+    writeln!(
+        out,
+        "done. `mem0-queue sync` runs every 10 minutes; see `systemctl --user list-timers {timer}` \
+         and `journalctl --user -u {UNIT}`."
+    )?;
+    Ok(())
+}
+
+/// After the unit files are gone: reload, or say what to run.
+fn systemd_deactivate(
+    changed: bool,
+    disabled: Option<ToolRun>,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    if !changed {
+        writeln!(out, "nothing to change")?;
+        return Ok(());
+    }
+    let steps: Vec<Vec<&str>> = vec![
+        vec!["--user", "stop", "mem0-queue-sync.timer"],
+        vec!["--user", "daemon-reload"],
+    ];
+    match (
+        disabled,
+        run_tool("systemctl", &["--user", "daemon-reload"]),
+    ) {
+        (Some(ToolRun::Ok(_)) | None, ToolRun::Ok(_)) => {
+            writeln!(out, "  ran: systemctl --user daemon-reload")?;
+            writeln!(out, "done. The schedule is removed.")?;
+            Ok(())
+        }
+        (_, ToolRun::Missing) | (Some(ToolRun::Missing), _) => {
+            manual(out, false, "systemctl is not installed here", &steps)
+        }
+        (Some(ToolRun::Failed(e)), _) | (_, ToolRun::Failed(e)) => manual(
+            out,
+            false,
+            &format!("systemctl failed: {}", first_line(&e)),
+            &steps,
+        ),
+    }
+}
+
+fn manual(
+    out: &mut dyn Write,
+    install: bool,
+    why: &str,
+    steps: &[Vec<&str>],
+) -> anyhow::Result<()> {
+    if install {
+        writeln!(
+            out,
+            "the unit files are in place, but the timer could not be switched on here: {why}.\n\
+             Run these yourself in your login session:"
+        )?;
+    } else {
+        writeln!(
+            out,
+            "the unit files are removed, but systemd could not be told here: {why}.\n\
+             If the timer was running, run these in your login session:"
+        )?;
+    }
+    for s in steps {
+        writeln!(out, "  systemctl {}", s.join(" "))?;
     }
     if install {
         writeln!(
             out,
-            "done. `mem0-queue sync` runs every 10 minutes; see `systemctl --user list-timers {timer}` \
-             and `journalctl --user -u {UNIT}`."
+            "(or use `mem0-queue install schedule --cron` for a crontab line instead)"
         )?;
-    } else {
-        writeln!(out, "done. The schedule is removed.")?;
     }
-    Ok(())
-}
-
-fn manual(out: &mut dyn Write, why: &str, steps: &[Vec<&str>]) -> anyhow::Result<()> {
-    writeln!(
-        out,
-        "the unit files are in place, but the timer could not be switched here: {why}.\n\
-         Run these yourself in your login session:"
-    )?;
-    for s in steps {
-        writeln!(out, "  systemctl {}", s.join(" "))?;
-    }
-    writeln!(
-        out,
-        "(or use `mem0-queue install schedule --cron` for a crontab line instead)"
-    )?;
     Ok(())
 }
 
@@ -524,8 +591,20 @@ fn launchd_activate(
     Ok(())
 }
 
+/// The line of a tool's stderr that says what went wrong: the first one
+/// mentioning a failure, else the last (systemctl prints what it did first).
 fn first_line(s: &str) -> &str {
-    s.lines().next().unwrap_or(s)
+    let lines: Vec<&str> = s.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    lines
+        .iter()
+        .find(|l| {
+            let l = l.to_ascii_lowercase();
+            l.contains("fail") || l.contains("error")
+        })
+        .or(lines.last())
+        .copied()
+        .unwrap_or(s)
+        .trim_end_matches('.')
 }
 
 #[cfg(test)]

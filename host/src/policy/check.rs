@@ -232,6 +232,6 @@ impl HostRef<'_> {
         self.0
             .host
             .call(loaded, items, f)?
-            .map_err(PolicyError::Returned)
+            .map_err(|e| PolicyError::Returned(super::truncate(&e, 200)))
     }
 }

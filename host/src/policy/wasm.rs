@@ -172,7 +172,12 @@ fn classify_trap(e: &wasmtime::Error) -> PolicyError {
             PolicyError::OutOfFuel("the policy ran out of fuel (a loop?)".into())
         }
         _ => {
-            let text = format!("{e:#}");
+            // The root cause names what the guest did ("wasm trap: ...");
+            // the outer context is only "error while executing at ...".
+            let text = match e.downcast_ref::<wasmtime::Trap>() {
+                Some(trap) => format!("wasm trap: {trap}"),
+                None => e.root_cause().to_string(),
+            };
             if text.contains("memory") && text.contains("limit")
                 || text.contains("grow")
                 || text.contains("forcing trap when growing memory")

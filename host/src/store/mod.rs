@@ -14,6 +14,7 @@
 
 mod delivery;
 pub mod graph;
+mod history;
 mod schema;
 mod shared;
 

@@ -224,6 +224,10 @@ impl Worker {
         let mut inflight: JoinSet<(Claimed, Attempt)> = JoinSet::new();
         let mut ids: HashMap<tokio::task::Id, String> = HashMap::new();
         let mut consecutive = 0u32;
+        // After a run the breaker stopped, a single request probes the
+        // server; the run opens up to `concurrency` only once an answer
+        // shows the server is back. A dead VPS costs one probe per run.
+        let mut probing = previous_run_tripped;
 
         loop {
             if report.stopped.is_none() && *shutdown.borrow() {
@@ -235,7 +239,12 @@ impl Worker {
                 report.stopped = Some(Stop::MaxDuration);
             }
             if report.stopped.is_none() {
-                let free = self.settings.concurrency.saturating_sub(inflight.len());
+                let width = if probing {
+                    1
+                } else {
+                    self.settings.concurrency
+                };
+                let free = width.saturating_sub(inflight.len());
                 if free > 0 {
                     let now = self.clock.now_ms();
                     let owner = self.owner.clone();
@@ -262,8 +271,13 @@ impl Worker {
                 self.abandon(&mut inflight, &mut ids, &mut report).await?;
                 break;
             }
-            let next_due = if report.stopped.is_none() && inflight.len() < self.settings.concurrency
-            {
+            let next_due = if report.stopped.is_none()
+                && inflight.len()
+                    < (if probing {
+                        1
+                    } else {
+                        self.settings.concurrency
+                    }) {
                 self.store.run(|s| s.next_due()).await?
             } else {
                 None
@@ -300,7 +314,10 @@ impl Worker {
                             let breaker = self.record(c, outcome, &mut report).await?;
                             match breaker {
                                 Some(true) => consecutive += 1,
-                                Some(false) => consecutive = 0,
+                                Some(false) => {
+                                    consecutive = 0;
+                                    probing = false;
+                                }
                                 None => {}
                             }
                             if breaker == Some(true) && report.stopped.is_none() {

@@ -1,0 +1,162 @@
+//! `mem0-queue doctor` on the real binary in a temp HOME: all green (exit 0)
+//! against the Mem0 test server once the config, the schedule (its unit
+//! files: systemd is not reachable from a test) and Claude Code's hook and
+//! MCP server are in place; a FAIL line with its fix, and exit 1, when the
+//! server is down, when the config file exposes its key, and when nothing
+//! is installed.
+
+mod ops_common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+
+use mem0_queue_testkit::mem0_server::{Kind, Mem0Server, ServerOptions};
+use ops_common::{Home, enqueue, ok, run, store, text};
+
+fn write_config(home: &Home, body: &str, mode: u32) -> PathBuf {
+    let p = home.path().join(".config/mem0-queue/config.toml");
+    std::fs::create_dir_all(p.parent().expect("dir")).expect("mkdir");
+    std::fs::write(&p, body).expect("write config");
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    p
+}
+
+async fn doctor(home: &Home) -> (Option<i32>, String) {
+    let c = home.cmd(&["doctor"]);
+    let o = tokio::task::spawn_blocking(move || run(c))
+        .await
+        .expect("join");
+    let (out, err) = text(&o);
+    (o.status.code(), format!("{out}{err}"))
+}
+
+fn line<'a>(out: &'a str, name: &str) -> &'a str {
+    out.lines()
+        .find(|l| {
+            l.get(4..)
+                .is_some_and(|rest| rest.trim_start().starts_with(&format!("{name}:")))
+        })
+        .unwrap_or_else(|| panic!("no `{name}` check in\n{out}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_green_when_installed_then_a_fail_with_its_fix_when_the_server_is_down() {
+    let srv = Mem0Server::start(ServerOptions {
+        kind: Kind::Oss,
+        api_key: Some("k-doctor".into()),
+        seed: 3,
+    })
+    .await;
+    let home = Home::new();
+    write_config(
+        &home,
+        &format!("api_url = \"{}\"\napi_key = \"k-doctor\"\n", srv.url()),
+        0o600,
+    );
+    enqueue(&mut store(&home.data()), 1, "doctor");
+    let c = home.cmd(&["install", "claude-code"]);
+    tokio::task::spawn_blocking(move || ok(c))
+        .await
+        .expect("join");
+    let c = home.cmd(&["install", "schedule"]);
+    tokio::task::spawn_blocking(move || ok(c))
+        .await
+        .expect("join");
+
+    let (code, out) = doctor(&home).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(!out.contains("FAIL"), "{out}");
+    for name in [
+        "config file",
+        "config mode",
+        "api_url",
+        "api_key",
+        "data dir",
+        "queue db",
+        "filesystem",
+        "mem0 server",
+        "policy",
+        "schedule",
+        "hook",
+        "mcp server",
+    ] {
+        assert!(line(&out, name).starts_with("OK"), "{name}:\n{out}");
+    }
+    assert!(line(&out, "config mode").contains("0600"), "{out}");
+    assert!(out.contains("all checks passed"), "{out}");
+
+    // The server goes down: a FAIL line, its fix, exit 1.
+    srv.go_down().await;
+    let (code, out) = doctor(&home).await;
+    assert_eq!(code, Some(1), "{out}");
+    let l = line(&out, "mem0 server");
+    assert!(
+        l.starts_with("FAIL") && l.contains("does not answer"),
+        "{out}"
+    );
+    let fix = out
+        .lines()
+        .skip_while(|x| !x.starts_with("FAIL mem0 server"))
+        .nth(1)
+        .unwrap_or("");
+    assert!(fix.trim_start().starts_with("fix: "), "{out}");
+    assert!(out.contains("1 check(s) failed"), "{out}");
+    srv.come_back().await;
+
+    // A wrong key: FAIL, with the key to check.
+    write_config(
+        &home,
+        &format!("api_url = \"{}\"\napi_key = \"wrong\"\n", srv.url()),
+        0o600,
+    );
+    let (code, out) = doctor(&home).await;
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        line(&out, "mem0 server").contains("rejects the API key"),
+        "{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_installed_and_a_readable_key_each_fail_with_a_fix() {
+    let srv = Mem0Server::start(ServerOptions {
+        kind: Kind::Oss,
+        api_key: None,
+        seed: 4,
+    })
+    .await;
+    let home = Home::new();
+    let cfg = write_config(
+        &home,
+        &format!("api_url = \"{}\"\napi_key = \"k\"\n", srv.url()),
+        0o644,
+    );
+    let (code, out) = doctor(&home).await;
+    assert_eq!(code, Some(1), "{out}");
+    assert!(line(&out, "config mode").starts_with("FAIL"), "{out}");
+    assert!(
+        out.contains(&format!("fix: chmod 600 {}", cfg.display())),
+        "{out}"
+    );
+    assert!(line(&out, "mem0 server").starts_with("OK"), "{out}");
+    for name in ["schedule", "hook", "mcp server"] {
+        assert!(line(&out, name).starts_with("FAIL"), "{name}:\n{out}");
+    }
+    assert!(out.contains("fix: mem0-queue install schedule"), "{out}");
+    assert!(out.contains("fix: mem0-queue install claude-code"), "{out}");
+
+    // No config file at all, platform kind without a key.
+    let home = Home::new();
+    let mut c = home.cmd(&["doctor"]);
+    c.env("MEM0_API_KIND", "platform")
+        .env("MEM0_API_URL", srv.url());
+    let o = tokio::task::spawn_blocking(move || run(c))
+        .await
+        .expect("join");
+    let (out, _) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(line(&out, "config file").starts_with("FAIL"), "{out}");
+    assert!(out.contains("fix: mem0-queue config init"), "{out}");
+    assert!(line(&out, "api_key").starts_with("FAIL"), "{out}");
+    assert!(line(&out, "api_url").starts_with("WARN"), "{out}");
+}

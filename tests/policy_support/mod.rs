@@ -1,0 +1,277 @@
+//! Shared by the policy integration tests: building the fixture components
+//! of `tests/fixtures/` for wasm32-wasip2, scratch directories, and inputs.
+//!
+//! Each fixture is built at most once per process, one at a time, under a
+//! mutex and a file lock (another test binary may build at the same time),
+//! with `cargo build --release --target wasm32-wasip2` into
+//! `<workspace>/target/wasm-fixtures`. Features of one crate overwrite the same
+//! output file, so each result is copied to a file named after its feature.
+
+#![allow(dead_code)]
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+use mem0_queue::policy::{
+    BreakerInput, EntryState, FailedSummary, HttpFailure, Outcome, PolicySource, QueueStats,
+    Rejection, Runtime,
+};
+
+const TARGET: &str = "wasm32-wasip2";
+
+/// The workspace root: the host package's parent.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the host package sits under the workspace root")
+        .to_path_buf()
+}
+
+/// Where the fixtures are built, whatever CARGO_TARGET_DIR says.
+pub fn fixtures_target_dir() -> PathBuf {
+    workspace_root().join("target").join("wasm-fixtures")
+}
+
+/// The hostile policy, built with one misbehaviour (see
+/// tests/fixtures/hostile/Cargo.toml for the features).
+pub fn hostile(feature: &str) -> PathBuf {
+    fixture("hostile", Some(feature))
+}
+
+/// The `.wasm` of fixture crate `name` built with `feature`, built on first use.
+pub fn fixture(name: &str, feature: Option<&str>) -> PathBuf {
+    static BUILT: OnceLock<Mutex<HashMap<String, PathBuf>>> = OnceLock::new();
+    let key = format!("{name}-{}", feature.unwrap_or("plain"));
+    // Held across the build: builds run one at a time within this process.
+    let mut built = BUILT
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(p) = built.get(&key) {
+        return p.clone();
+    }
+    let path = build_fixture(name, feature, &key);
+    built.insert(key, path.clone());
+    path
+}
+
+fn build_fixture(name: &str, feature: Option<&str>, key: &str) -> PathBuf {
+    let root = workspace_root();
+    let manifest = root.join("tests/fixtures").join(name).join("Cargo.toml");
+    let target_dir = fixtures_target_dir();
+    std::fs::create_dir_all(&target_dir).expect("create the fixtures target dir");
+
+    // Across processes: a test binary running at the same time must not
+    // overwrite the shared output file between our build and our copy.
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(target_dir.join(".fixtures.lock"))
+        .expect("open the fixtures lock file");
+    lock.lock().expect("lock the fixtures lock file");
+
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.arg("build")
+        .arg("--manifest-path")
+        .arg(&manifest)
+        .args(["--target", TARGET, "--release", "--quiet"])
+        .arg("--target-dir")
+        .arg(&target_dir);
+    if let Some(f) = feature {
+        cmd.args(["--features", f]);
+    }
+    for var in [
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTC_WRAPPER",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET",
+    ] {
+        cmd.env_remove(var);
+    }
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run cargo to build fixture {key}: {e}"));
+    assert!(
+        out.status.success(),
+        "building fixture {key} failed ({}); is the {TARGET} target installed? \
+         (rustup target add {TARGET})\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let produced = target_dir
+        .join(TARGET)
+        .join("release")
+        .join(format!("mem0_queue_policy_{}.wasm", name.replace('-', "_")));
+    let dest = target_dir.join(format!("{key}.wasm"));
+    let tmp = target_dir.join(format!(".{key}.wasm.{}.tmp", std::process::id()));
+    std::fs::copy(&produced, &tmp)
+        .unwrap_or_else(|e| panic!("copy {} to {}: {e}", produced.display(), tmp.display()));
+    std::fs::rename(&tmp, &dest).expect("rename the fixture into place");
+    drop(lock);
+    dest
+}
+
+/// A scratch directory, removed on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "mem0-queue-test-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create a scratch dir");
+        Self(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// Writes `bytes` to `name` in this dir and returns its path.
+    pub fn file(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        let p = self.0.join(name);
+        std::fs::write(&p, bytes).expect("write a scratch file");
+        p
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A compiled-component cache shared by the tests (it outlives them, under
+/// the fixtures' target dir), so that each `Runtime::new` does not recompile
+/// the embedded default. Tests of the cache itself use a dir of their own.
+pub fn shared_cache() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = fixtures_target_dir().join("cwasm-cache");
+        std::fs::create_dir_all(&dir).expect("create the shared cache dir");
+        // Fill it for the default once, before tests load in parallel.
+        Runtime::new(PolicySource::Embedded, Some(&dir)).expect("the embedded default loads");
+        dir
+    })
+}
+
+/// A runtime for `source` on the shared cache. The first load of each
+/// component is done alone, so parallel tests do not write the same cache
+/// file at once.
+pub fn runtime(source: PolicySource) -> Runtime {
+    static FIRST: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
+    let cache = shared_cache();
+    {
+        let mut seen = FIRST
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if seen.insert(format!("{source:?}")) {
+            return Runtime::new(source, Some(cache)).expect("the embedded default loads");
+        }
+    }
+    Runtime::new(source, Some(cache)).expect("the embedded default loads")
+}
+
+/// A runtime with only the embedded default: the reference for fallbacks.
+pub fn embedded() -> Runtime {
+    runtime(PolicySource::Embedded)
+}
+
+/// A runtime for the component at `path`.
+pub fn user(path: &Path) -> Runtime {
+    runtime(PolicySource::File(path.to_path_buf()))
+}
+
+pub fn entry(attempts_this_run: u32) -> EntryState {
+    EntryState {
+        attempts_this_run,
+        total_attempts: attempts_this_run,
+        runs_failed: 0,
+        age_ms: 60_000,
+        size_bytes: 512,
+    }
+}
+
+pub fn stats(pending: u64, failed: u64) -> QueueStats {
+    QueueStats {
+        pending,
+        in_flight: 0,
+        failed,
+        dead: 0,
+        dead_auth: 0,
+        oldest_pending_age_ms: Some(3_600_000),
+        last_success_age_ms: Some(3_600_000),
+        consecutive_failing_runs: 0,
+    }
+}
+
+pub fn breaker_input(consecutive_failures: u32, previous_run_tripped: bool) -> BreakerInput {
+    BreakerInput {
+        consecutive_failures,
+        previous_run_tripped,
+        consecutive_failing_runs: u32::from(previous_run_tripped),
+    }
+}
+
+/// A failed entry `minutes` after its last attempt, having failed `runs` runs.
+pub fn failed(id: &str, runs: u32, minutes: u64) -> FailedSummary {
+    FailedSummary {
+        id: id.into(),
+        runs_failed: runs,
+        total_attempts: runs * 4,
+        age_ms: minutes * 120_000,
+        since_last_attempt_ms: minutes * 60_000,
+    }
+}
+
+/// Every kind of outcome the contract has.
+pub fn outcomes() -> Vec<Outcome> {
+    vec![
+        Outcome::ConnectError,
+        Outcome::TimeoutBeforeSend,
+        Outcome::Unknown,
+        Outcome::Http(HttpFailure {
+            status: 429,
+            retry_after_ms: Some(30_000),
+            code: None,
+        }),
+        Outcome::Http(HttpFailure {
+            status: 502,
+            retry_after_ms: None,
+            code: Some("provider_timeout".into()),
+        }),
+        Outcome::Permanent(Rejection {
+            status: 401,
+            auth: true,
+        }),
+        Outcome::Permanent(Rejection {
+            status: 422,
+            auth: false,
+        }),
+    ]
+}
+
+/// The `mem0-queue` binary with a scrubbed environment: no config file, no
+/// policy, the data dir `data_dir`.
+pub fn cli(data_dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mem0-queue"));
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        // No config file there: the defaults apply.
+        .env("HOME", data_dir)
+        .arg("--data-dir")
+        .arg(data_dir.join("data"));
+    cmd
+}

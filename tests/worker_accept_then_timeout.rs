@@ -1,0 +1,141 @@
+//! Accept-then-timeout: the server stores the memory and never answers (the
+//! OSS server storing before its LLM call returns). The attempt's outcome is
+//! unknown, so the entry is looked up by its mq_id before any resend: it is
+//! found, counted delivered, and never duplicated.
+
+mod worker_common;
+
+use std::time::Duration;
+
+use mem0_queue::store::State;
+use mem0_queue::worker::Stop;
+use mem0_queue_testkit::mem0_server::{Fault, FaultPlan};
+use worker_common::{Harness, KINDS, Options, add_requests};
+
+/// Entries in the scenario: enough that several are in flight at once.
+const ENTRIES: usize = 12;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_but_unanswered_add_is_reconciled_before_any_resend() {
+    for kind in KINDS {
+        let h = Harness::start(Options::new(kind)).await;
+        let ids = h.enqueue(ENTRIES).await;
+        // Every add stores, then hangs past the client's timeout.
+        h.server
+            .set_faults(FaultPlan::mix([(Fault::AcceptThenHang, 1.0)]));
+
+        let report = h.run().await;
+
+        assert_eq!(report.delivered, ENTRIES as u64, "{kind:?}: {report:?}");
+        assert_eq!(
+            report.reconciled, ENTRIES as u64,
+            "{kind:?}: all found by mq_id"
+        );
+        assert_eq!(
+            report.retried, ENTRIES as u64,
+            "{kind:?}: one unknown outcome each"
+        );
+        assert_eq!(report.remaining, 0);
+        // Zero duplicates: each add was sent once, and stored once.
+        assert_eq!(
+            add_requests(&h.server).len(),
+            ENTRIES,
+            "{kind:?}: never resent"
+        );
+        let counts = h.server.count_by_mq_id();
+        assert_eq!(h.server.stored().len(), ENTRIES, "{kind:?}");
+        for id in &ids {
+            assert_eq!(counts.get(id), Some(&1), "{kind:?}: {id}");
+            let row = h.row(id);
+            assert_eq!(row.state, State::Delivered, "{kind:?}");
+            assert!(!row.needs_reconcile);
+            // The lookup found the server's own memory id.
+            let stored_id = h
+                .server
+                .stored()
+                .into_iter()
+                .find(|m| m.metadata["mq_id"] == id.as_str())
+                .map(|m| m.id)
+                .expect("stored");
+            assert_eq!(row.remote_ids, vec![stored_id], "{kind:?}");
+        }
+        // Each lookup came before the (absent) resend: one search per entry,
+        // filtered by its mq_id.
+        let searches: Vec<_> = h
+            .server
+            .requests()
+            .into_iter()
+            .filter(|r| r.method == "POST" && r.path.contains("search"))
+            .collect();
+        assert_eq!(searches.len(), ENTRIES, "{kind:?}");
+        for s in &searches {
+            let mq_id = s.body.as_ref().and_then(|b| b["filters"]["mq_id"].as_str());
+            assert!(
+                mq_id.is_some_and(|m| ids.iter().any(|i| i == m)),
+                "{kind:?}: the lookup filters by mq_id: {:?}",
+                s.body
+            );
+        }
+        let log = h.log_text();
+        for id in &ids {
+            assert!(
+                log.contains(&format!("reconciled id={id}")),
+                "{kind:?}: the worker log says {id} was reconciled:\n{log}"
+            );
+        }
+        assert!(log.contains("class=unknown"), "{kind:?}:\n{log}");
+    }
+}
+
+/// The mark survives the run: an attempt abandoned mid-request (the run hit
+/// `--max-duration` while the server held the stored add unanswered) is
+/// given back marked for reconciliation and uncharged, and the next run
+/// looks it up instead of resending it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abandoned_attempt_is_reconciled_by_the_next_run() {
+    for kind in KINDS {
+        let mut opts = Options::new(kind);
+        // Long enough that the run's end, not the timeout, ends the attempt.
+        opts.add_timeout = Duration::from_secs(10);
+        let h = Harness::start(opts).await;
+        let ids = h.enqueue(1).await;
+        let id = &ids[0];
+        h.server
+            .set_faults(FaultPlan::script([Some(Fault::AcceptThenHang)]));
+        let mut w = h.worker();
+        w.settings.max_duration = Some(Duration::from_secs(1));
+        let (_tx, rx) = tokio::sync::watch::channel(false);
+        let r = tokio::time::timeout(worker_common::RUN_LIMIT, w.run(rx))
+            .await
+            .expect("bounded")
+            .expect("run");
+        assert_eq!(r.stopped, Some(Stop::MaxDuration), "{kind:?}: {r:?}");
+        assert_eq!((r.attempts, r.released), (1, 1), "{kind:?}: {r:?}");
+        assert_eq!(
+            h.server.count_by_mq_id().get(id),
+            Some(&1),
+            "{kind:?}: it was stored"
+        );
+        let row = h.row(id);
+        assert_eq!(row.state, State::Pending, "{kind:?}: {row:?}");
+        assert!(
+            row.needs_reconcile,
+            "{kind:?}: abandoned mid-request: {row:?}"
+        );
+        assert_eq!(row.lease_owner, None, "{kind:?}: the lease was released");
+        assert_eq!(
+            row.attempts, 0,
+            "{kind:?}: an abandoned attempt is not charged"
+        );
+
+        let report = h.run().await;
+        assert_eq!(
+            (report.delivered, report.reconciled),
+            (1, 1),
+            "{kind:?}: {report:?}"
+        );
+        assert_eq!(add_requests(&h.server).len(), 1, "{kind:?}: never resent");
+        assert_eq!(h.server.count_by_mq_id().get(id), Some(&1));
+        assert!(h.log_text().contains(&format!("reconciled id={id}")));
+    }
+}

@@ -1,0 +1,148 @@
+//! `mem0-queue sync` exit codes, on the real binary: 0 when drained (or
+//! nothing to do), 75 when entries remain (the server is down), 78 with no
+//! Mem0 server configured; and SIGTERM during a long request ends the
+//! process promptly with the entry back to pending, its lease released and
+//! marked for reconciliation.
+
+mod worker_common;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use mem0_queue::store::State;
+use mem0_queue_testkit::mem0_server::{Fault, FaultPlan, Kind};
+use worker_common::{
+    PROCESS_LIMIT, TempDir, add_requests, command, enqueue_in_dir, rows, run_to_end, server,
+    sigterm, wait_child, wait_until,
+};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drained_exits_0() {
+    let srv = server(Kind::Oss, None, 1).await;
+    let home = TempDir::new("exit0");
+    let data = home.path().join("data");
+
+    let (code, err) = run_to_end(command(
+        home.path(),
+        &data,
+        Some(&srv.url()),
+        Kind::Oss,
+        &["sync"],
+    ))
+    .await;
+    assert_eq!(code, Some(0), "nothing to do: {err}");
+
+    let ids = enqueue_in_dir(&data, 3);
+    let (code, err) = run_to_end(command(
+        home.path(),
+        &data,
+        Some(&srv.url()),
+        Kind::Oss,
+        &["sync"],
+    ))
+    .await;
+    assert_eq!(code, Some(0), "drained: {err}");
+    let rows = rows(&data.join("queue.db"));
+    for id in &ids {
+        assert_eq!(rows[id].state, State::Delivered);
+        assert_eq!(srv.count_by_mq_id().get(id), Some(&1));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_down_with_entries_left_exits_75() {
+    let srv = server(Kind::Oss, None, 1).await;
+    let url = srv.url();
+    srv.go_down().await;
+    let home = TempDir::new("exit75");
+    let data = home.path().join("data");
+    let ids = enqueue_in_dir(&data, 5);
+
+    let (code, err) = run_to_end(command(
+        home.path(),
+        &data,
+        Some(&url),
+        Kind::Oss,
+        &["sync"],
+    ))
+    .await;
+
+    assert_eq!(code, Some(75), "entries remain: {err}");
+    let rows = rows(&data.join("queue.db"));
+    for id in &ids {
+        assert_eq!(rows[id].state, State::Pending, "{:?}", rows[id]);
+    }
+    assert!(srv.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_api_url_exits_78_and_touches_nothing() {
+    let home = TempDir::new("exit78");
+    let data = home.path().join("data");
+    let ids = enqueue_in_dir(&data, 2);
+
+    let (code, err) = run_to_end(command(home.path(), &data, None, Kind::Oss, &["sync"])).await;
+
+    assert_eq!(code, Some(78), "{err}");
+    assert!(err.contains("no Mem0 server is configured"), "{err}");
+    let rows = rows(&data.join("queue.db"));
+    for id in &ids {
+        assert_eq!(rows[id].state, State::Pending);
+        assert_eq!(rows[id].attempts, 0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_a_long_request_releases_the_lease() {
+    for kind in [Kind::Oss, Kind::Platform] {
+        let srv = server(kind, None, 1).await;
+        let url = srv.url();
+        let home = TempDir::new("sigterm");
+        let data = home.path().join("data");
+        let ids = enqueue_in_dir(&data, 1);
+        let id = &ids[0];
+        // The add hangs, storing nothing; the default add timeout is 120 s.
+        srv.set_faults(FaultPlan::script([Some(Fault::Hang)]));
+
+        let mut child = command(home.path(), &data, Some(&url), kind, &["sync"])
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn sync");
+        let seen = wait_until(PROCESS_LIMIT, || add_requests(&srv).len() == 1).await;
+        assert!(seen, "{kind:?}: the add reached the server");
+        let row = rows(&data.join("queue.db")).remove(id).expect("entry");
+        assert_eq!(row.state, State::InFlight, "{kind:?}");
+
+        sigterm(child.id().expect("pid"));
+        let status = wait_child(&mut child, Duration::from_secs(10)).await;
+
+        assert_eq!(
+            status.code(),
+            Some(75),
+            "{kind:?}: exits, the entry remaining: {status:?}"
+        );
+        let row = rows(&data.join("queue.db")).remove(id).expect("entry");
+        assert_eq!(
+            row.state,
+            State::Pending,
+            "{kind:?}: back to pending: {row:?}"
+        );
+        assert_eq!(row.lease_owner, None, "{kind:?}: lease released");
+        assert!(
+            row.needs_reconcile,
+            "{kind:?}: it may have been sent: {row:?}"
+        );
+        assert_eq!(
+            row.attempts, 0,
+            "{kind:?}: an interrupted attempt is not charged"
+        );
+
+        // And the next sync delivers it, once (Hang stored nothing: the
+        // lookup finds nothing, then the add goes through).
+        let (code, err) =
+            run_to_end(command(home.path(), &data, Some(&url), kind, &["sync"])).await;
+        assert_eq!(code, Some(0), "{kind:?}: {err}");
+        assert_eq!(srv.count_by_mq_id().get(id), Some(&1), "{kind:?}");
+        assert_eq!(add_requests(&srv).len(), 2, "{kind:?}");
+    }
+}
