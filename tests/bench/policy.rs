@@ -283,9 +283,14 @@ fn main() {
             w.as_secs_f64() / n.as_secs_f64().max(1e-12)
         );
     }
+    // Part of that floor: the empty WASI context every call builds.
+    let wasi_ctx = per_call(BATCHES, WASM_CALLS, |_| {
+        wasmtime_wasi::WasiCtx::builder().build()
+    });
     println!(
-        "  of which a fresh instance + describe(): {}",
-        show(instantiate)
+        "  the floor: a fresh instance + describe(): {}, of which building the empty WasiCtx: {}",
+        show(instantiate),
+        show(wasi_ctx)
     );
 
     let _ = std::fs::remove_dir_all(&cold_root);
