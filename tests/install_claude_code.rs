@@ -22,7 +22,7 @@ const CLAUDE_JSON: &str = r#"{
     "organizationUuid": "0000"
   },
   "projects": {
-    "/work/some-project": {
+    "/home/me/some-project": {
       "allowedTools": [],
       "mcpServers": {}
     }

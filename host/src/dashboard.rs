@@ -160,7 +160,7 @@ async fn serve(app: App, port: u16, open: bool) -> anyhow::Result<ExitCode> {
     }
     let router = router(dash.clone());
     let shutdown = async move {
-        terminated().await;
+        crate::commands::terminated().await;
         let _ = stop_tx.send(true);
     };
     let server = axum::serve(listener, router)
@@ -211,21 +211,6 @@ fn open_browser(url: &str) {
         Err(e) => eprintln!(
             "mem0-queue: cannot start {cmd} ({e}); open the URL above in your browser yourself"
         ),
-    }
-}
-
-/// Resolves when SIGTERM or SIGINT arrives.
-async fn terminated() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
     }
 }
 
