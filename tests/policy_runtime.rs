@@ -376,7 +376,7 @@ fn check_row<'a>(stdout: &'a str, label: &str) -> Vec<&'a str> {
     line[label.len()..].split_whitespace().collect()
 }
 
-fn alerts_row<'a>(stdout: &'a str, pending: u64, failed: u64) -> &'a str {
+fn alerts_row(stdout: &str, pending: u64, failed: u64) -> &str {
     let key = format!("{pending:>4}, {failed:>3} -> ");
     let line = stdout
         .lines()
