@@ -99,9 +99,8 @@ async fn a_dead_server_stops_the_run_after_a_handful_of_requests() {
 }
 
 /// The second run after a trip: the policy's threshold drops to one
-/// failure. This asserts what the worker really does today: the run claims
-/// a full batch of `concurrency` entries before the first answer, so it
-/// sends up to `concurrency` requests, and stops at the first failure.
+/// failure, the pause before the next probe doubles, and the entries the
+/// run did not try stay uncharged.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_after_a_trip_stops_at_its_first_failure() {
     for kind in KINDS {
@@ -135,8 +134,8 @@ async fn a_run_after_a_trip_stops_at_its_first_failure() {
 }
 
 /// The design: "a dead VPS costs one probe per run". After a tripped run the
-/// next run should send a single request until one answer shows the server
-/// is up.
+/// next run sends a single request, and widens to `concurrency` only once
+/// an answer shows the server is up (see the drain test below).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_after_a_trip_costs_one_probe() {
     for kind in KINDS {
@@ -148,7 +147,7 @@ async fn a_run_after_a_trip_costs_one_probe() {
 
         assert_eq!(
             second.attempts, 1,
-            "{kind:?}: a run after a tripped run should cost one probe, not a batch of \
+            "{kind:?}: a run after a tripped run costs one probe, not a batch of \
              `concurrency` charged attempts: {second:?}"
         );
     }
