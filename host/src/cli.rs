@@ -252,9 +252,19 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 }
 
 /// Logs go to stderr, never stdout (stdout is MCP's in `serve`). The level
-/// comes from MEM0_QUEUE_LOG (default `warn`).
+/// comes from MEM0_QUEUE_LOG (default `warn`). A bare level (`debug`,
+/// `trace`) is for mem0-queue's own logs: the dependencies stay at warn,
+/// because cranelift logs every compiler pass below that (a trace-level
+/// policy compile then takes minutes) and the HTTP and TLS stacks their
+/// traffic. Full directives (`warn,hyper=debug`) are taken as written.
 fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("MEM0_QUEUE_LOG")
+    let spec = std::env::var("MEM0_QUEUE_LOG").unwrap_or_default();
+    let spec = match spec.trim() {
+        "" => "warn".to_string(),
+        s if s.contains(['=', ',']) => s.to_string(),
+        level => format!("warn,mem0_queue={level}"),
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&spec)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     // rmcp logs whole requests, memory texts included, below warn: never.
     let filter = match "rmcp=warn".parse() {

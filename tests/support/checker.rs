@@ -5,7 +5,12 @@
 //! - lost: acknowledged, but neither delivered (on the server) nor still
 //!   held by the queue (pending, in flight, failed or dead);
 //! - duplicated: stored more than once on the server;
-//! - unexpected: on the server, but never acknowledged.
+//! - unexpected: on the server, but never acknowledged (nor attempted, for
+//!   the saves whose outcome the client never learnt).
+//!
+//! Like Jepsen's total-queue checker, a save whose reply never came (the
+//! process was killed between the commit and the reply) is indeterminate:
+//! it may be delivered or not, and is neither lost nor unexpected either way.
 //!
 //! A suite passes only when all three are zero.
 
@@ -16,6 +21,9 @@ use std::path::Path;
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct CheckReport {
     pub acknowledged: usize,
+    /// Indeterminate saves (committed, reply never received) given to the
+    /// checker; they may be delivered without being unexpected.
+    pub indeterminate: usize,
     /// Acknowledged and stored on the server (exactly once or more).
     pub delivered: usize,
     /// Acknowledged, not on the server, still held by the queue.
@@ -31,11 +39,13 @@ impl CheckReport {
         self.lost.is_empty() && self.duplicated.is_empty() && self.unexpected.is_empty()
     }
 
-    /// One line: `acknowledged=N delivered=N queued=N lost=0 duplicated=0 unexpected=0`.
+    /// One line: `acknowledged=N indeterminate=N delivered=N queued=N lost=0
+    /// duplicated=0 unexpected=0`.
     pub fn summary(&self) -> String {
         format!(
-            "acknowledged={} delivered={} queued={} lost={} duplicated={} unexpected={}",
+            "acknowledged={} indeterminate={} delivered={} queued={} lost={} duplicated={} unexpected={}",
             self.acknowledged,
+            self.indeterminate,
             self.delivered,
             self.queued,
             self.lost.len(),
@@ -69,9 +79,22 @@ pub fn check(
     db: &Path,
     server: &HashMap<String, usize>,
 ) -> CheckReport {
+    check_with_indeterminate(acknowledged, &HashSet::new(), db, server)
+}
+
+/// [`check`], where `indeterminate` holds the saves whose outcome the client
+/// never learnt: each may be on the server (once) or not, and is counted
+/// neither lost nor unexpected; a copy stored twice is still a duplicate.
+pub fn check_with_indeterminate(
+    acknowledged: &HashSet<String>,
+    indeterminate: &HashSet<String>,
+    db: &Path,
+    server: &HashMap<String, usize>,
+) -> CheckReport {
     let states = queue_states(db);
     let mut r = CheckReport {
         acknowledged: acknowledged.len(),
+        indeterminate: indeterminate.difference(acknowledged).count(),
         ..Default::default()
     };
     for id in acknowledged {
@@ -92,7 +115,9 @@ pub fn check(
     }
     for (id, &n) in server {
         if !acknowledged.contains(id) {
-            r.unexpected.push(id.clone());
+            if !indeterminate.contains(id) {
+                r.unexpected.push(id.clone());
+            }
             if n > 1 {
                 r.duplicated.push((id.clone(), n));
             }
@@ -138,7 +163,39 @@ mod tests {
         assert!(!r.ok());
         assert_eq!(
             r.summary(),
-            "acknowledged=5 delivered=1 queued=2 lost=2 duplicated=1 unexpected=1"
+            "acknowledged=5 indeterminate=0 delivered=1 queued=2 lost=2 duplicated=1 unexpected=1"
         );
+    }
+
+    #[test]
+    fn indeterminate_saves_are_neither_lost_nor_unexpected_but_may_duplicate() {
+        let dir = tempfile::tempdir().expect("dir");
+        let db = dir.path().join("q.db");
+        let conn = rusqlite::Connection::open(&db).expect("db");
+        conn.execute_batch(
+            "CREATE TABLE entries (id TEXT, state TEXT);
+             INSERT INTO entries VALUES ('a','delivered'), ('i1','delivered'), ('i3','delivered');",
+        )
+        .expect("fill");
+        let acked: HashSet<String> = ["a".to_string()].into_iter().collect();
+        let indeterminate: HashSet<String> =
+            ["i1", "i2", "i3"].iter().map(|s| s.to_string()).collect();
+        let server: HashMap<String, usize> = [
+            ("a".to_string(), 1),
+            ("i1".to_string(), 1),
+            ("i3".to_string(), 2),
+            ("z".to_string(), 1),
+        ]
+        .into_iter()
+        .collect();
+        let r = check_with_indeterminate(&acked, &indeterminate, &db, &server);
+        assert_eq!(r.indeterminate, 3);
+        assert_eq!(r.delivered, 1);
+        assert!(r.lost.is_empty(), "i2 was never confirmed: not lost");
+        assert_eq!(r.unexpected, ["z"], "i1 and i3 were attempted");
+        assert_eq!(r.duplicated, [("i3".to_string(), 2)]);
+        // The same server without the indeterminate set: i1 and i3 are unexpected.
+        let plain = check(&acked, &db, &server);
+        assert_eq!(plain.unexpected, ["i1", "i3", "z"]);
     }
 }

@@ -2,3 +2,4 @@
 
 pub mod checker;
 pub mod mem0_server;
+pub mod process;

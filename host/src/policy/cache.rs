@@ -57,15 +57,9 @@ pub fn load(
             }
         }
     }
-    let compiled = engine.precompile_component(bytes).map_err(|e| {
-        PolicyError::Invalid(
-            format!("{e:#}")
-                .lines()
-                .next()
-                .unwrap_or_default()
-                .to_string(),
-        )
-    })?;
+    let compiled = engine
+        .precompile_component(bytes)
+        .map_err(|e| PolicyError::Invalid(super::wasm::one_line(&format!("{e:#}"))))?;
     if let Err(e) = write_atomic(&path, &compiled) {
         tracing::debug!(error = %e, "the compiled-policy cache could not be written");
     }

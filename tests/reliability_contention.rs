@@ -1,0 +1,223 @@
+//! R2, contention: four `serve` processes saving at once into one data dir
+//! (each with its own delivery loop), two `sync` processes run back to back
+//! in loops, and a sync started by the SessionEnd hook, all against one Mem0
+//! test server with a small latency. When the saves are done and the queue
+//! drained, the checker must find every acknowledged save delivered exactly
+//! once, and nothing else on the server.
+//!
+//! Saves per `serve` process: `MQ_R2_SAVES` (default [`DEFAULT_SAVES`]).
+
+mod common;
+mod worker_common;
+
+use std::collections::HashSet;
+use std::io::Write;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{Sandbox, Server, integrity, is_error, structured, text};
+use futures::StreamExt;
+use mem0_queue_testkit::checker;
+use mem0_queue_testkit::mem0_server::{FaultPlan, Kind};
+use mem0_queue_testkit::process::{hook_sync_pid, running};
+use serde_json::json;
+use worker_common::{command, run_to_end, server, wait_until};
+
+/// `serve` processes saving at once.
+const PROCESSES: usize = 4;
+
+/// Saves per process: issue 7's 4 × 2,500.
+const DEFAULT_SAVES: usize = 2_500;
+
+/// Saves in flight per MCP client, as a busy assistant pipelines them.
+const IN_FLIGHT: usize = 8;
+
+/// `sync` processes looping beside the servers.
+const SYNC_LOOPS: usize = 2;
+
+/// The test server's latency per request: real enough that deliveries
+/// overlap, small enough that 10,000 of them take seconds, not minutes.
+const SERVER_LATENCY: Duration = Duration::from_millis(5);
+
+/// The saves of all processes must end within this.
+const SAVE_BUDGET: Duration = Duration::from_secs(600);
+
+/// After the saves, the loops must drain the queue within this.
+const DRAIN_BUDGET: Duration = Duration::from_secs(600);
+
+/// Each sync of the loops stops after this (`--max-duration`), as the
+/// hook's does: while saves keep coming, a run would otherwise never end.
+const SYNC_MAX_DURATION: &str = "15s";
+
+/// Bounds one sync loop: far more runs than a drain needs.
+const MAX_SYNC_RUNS: usize = 500;
+
+fn saves_each() -> usize {
+    std::env::var("MQ_R2_SAVES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(DEFAULT_SAVES)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn r2_four_servers_two_syncs_and_a_hook_lose_and_duplicate_nothing() {
+    let saves = saves_each();
+    let sb = Sandbox::new();
+    let srv = server(Kind::Oss, None, 2).await;
+    srv.set_faults(FaultPlan {
+        latency: Some(SERVER_LATENCY),
+        ..FaultPlan::default()
+    });
+    let url = srv.url();
+    // The data dir and the policy cache exist before the racers start.
+    let (code, err) = run_to_end(command(
+        &sb.home(),
+        &sb.data_dir(),
+        Some(&url),
+        Kind::Oss,
+        &["sync"],
+    ))
+    .await;
+    assert_eq!(code, Some(0), "an empty first sync: {err}");
+
+    let mut servers = Vec::new();
+    for _ in 0..PROCESSES {
+        let mut cmd = sb.command(&["serve"]);
+        cmd.env("MEM0_QUEUE_LOG", "warn").env("MEM0_API_URL", &url);
+        servers.push(Server::start(cmd).await);
+    }
+    let saving = Arc::new(AtomicBool::new(true));
+    let sync_runs = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+
+    // The sync loops: run after run until the saves are done and a run
+    // finds the queue drained (exit 0).
+    let loops: Vec<_> = (0..SYNC_LOOPS)
+        .map(|_| {
+            let (home, data, url) = (sb.home(), sb.data_dir(), url.clone());
+            let (saving, runs) = (saving.clone(), sync_runs.clone());
+            tokio::spawn(async move {
+                for _ in 0..MAX_SYNC_RUNS {
+                    let still_saving = saving.load(Ordering::SeqCst);
+                    let sync = ["sync", "--max-duration", SYNC_MAX_DURATION];
+                    let (code, err) =
+                        run_to_end(command(&home, &data, Some(&url), Kind::Oss, &sync)).await;
+                    runs.fetch_add(1, Ordering::SeqCst);
+                    assert!(matches!(code, Some(0 | 75)), "sync exit {code:?}: {err}");
+                    if code == Some(0) && !still_saving {
+                        return;
+                    }
+                }
+                panic!("a sync loop did not drain in {MAX_SYNC_RUNS} runs");
+            })
+        })
+        .collect();
+
+    let saving_runs = servers
+        .iter()
+        .enumerate()
+        .map(|(p, s)| save_all(p, s, saves));
+    let hook = async {
+        // The hook fires while the saves are under way, as a session ends.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        run_hook(&sb, &url)
+    };
+    let (results, hook_pid) = tokio::time::timeout(
+        SAVE_BUDGET,
+        futures::future::join(futures::future::join_all(saving_runs), hook),
+    )
+    .await
+    .expect("the saves end within their budget");
+    let saves_took = started.elapsed();
+    saving.store(false, Ordering::SeqCst);
+
+    let mut acked = HashSet::new();
+    for (p, replies) in results.into_iter().enumerate() {
+        assert_eq!(replies.len(), saves, "process {p}");
+        for r in replies {
+            let id = r.unwrap_or_else(|e| panic!("process {p}: {e}"));
+            assert!(acked.insert(id.clone()), "id {id} was given twice");
+        }
+    }
+
+    for l in loops {
+        tokio::time::timeout(DRAIN_BUDGET, l)
+            .await
+            .expect("the sync loops drain within their budget")
+            .expect("a sync loop");
+    }
+    let drained_after = started.elapsed();
+    let hook_done = wait_until(DRAIN_BUDGET, || !running(hook_pid)).await;
+    assert!(hook_done, "the hook's sync ended");
+    for s in servers {
+        s.stop().await;
+    }
+
+    assert_eq!(integrity(&sb.db()), "ok");
+    let report = checker::check(&acked, &sb.db(), &srv.count_by_mq_id());
+    assert!(report.ok(), "{}\n{report:?}", report.summary());
+    assert_eq!(report.queued, 0, "drained: {}", report.summary());
+    assert_eq!(report.acknowledged, PROCESSES * saves);
+    let log = std::fs::read_to_string(sb.data_dir().join("mem0_worker.log")).unwrap_or_default();
+    assert!(
+        log.contains(&format!("started sync (pid {hook_pid})")),
+        "the hook started its sync"
+    );
+    println!(
+        "R2 contention: serve processes={PROCESSES} x saves={saves}, sync loops={SYNC_LOOPS} \
+         (runs={}), hook syncs=1, server latency={SERVER_LATENCY:?}; saves took {saves_took:.1?} \
+         ({:.0} saves/s), drained after {drained_after:.1?}; {}",
+        sync_runs.load(Ordering::SeqCst),
+        (PROCESSES * saves) as f64 / saves_took.as_secs_f64(),
+        report.summary()
+    );
+}
+
+/// Saves `n` distinct memories through one server; each reply's id, or why
+/// it was not a plain "queued".
+async fn save_all(process: usize, server: &Server, n: usize) -> Vec<Result<String, String>> {
+    futures::stream::iter(0..n)
+        .map(|i| async move {
+            let content = format!("r2 process {process} memory {i}: a distinct fact");
+            let r = server
+                .try_call("mem0_save", json!({"content": content, "project": "r2"}))
+                .await
+                .map_err(|e| format!("save {i}: protocol error {e}"))?;
+            let s = structured(&r);
+            if is_error(&r) || s["status"] != "queued" {
+                return Err(format!("save {i}: {}", text(&r)));
+            }
+            s["id"]
+                .as_str()
+                .map(str::to_string)
+                .ok_or_else(|| format!("save {i}: no id in {s}"))
+        })
+        .buffer_unordered(IN_FLIGHT)
+        .collect()
+        .await
+}
+
+/// Runs `hook session-end` as Claude Code does and returns the pid of the
+/// sync it started (named in the worker log).
+fn run_hook(sb: &Sandbox, url: &str) -> u32 {
+    let mut child = sb
+        .command(&["hook", "session-end"])
+        .env("MEM0_API_URL", url)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn the hook");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(br#"{"session_id": "r2", "reason": "other", "hook_event_name": "SessionEnd"}"#)
+        .expect("write the hook input");
+    assert!(child.wait().expect("wait for the hook").success());
+    let log =
+        std::fs::read_to_string(sb.data_dir().join("mem0_worker.log")).expect("the worker log");
+    hook_sync_pid(&log, "r2").unwrap_or_else(|| panic!("the hook started no sync:\n{log}"))
+}
