@@ -7,9 +7,11 @@
 //! `PROPTEST_CASES=20000 cargo test -p mem0-queue --test fuzz_inputs`).
 
 use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 
+use mem0_queue_testkit::checker;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
@@ -54,6 +56,40 @@ fn json_value() -> impl Strategy<Value = Value> {
             .prop_map(|m| Value::Object(m.into_iter().collect())),
         ]
     })
+}
+
+/// Arguments shaped like a save (a `content` string, sometimes the other
+/// fields, each arbitrary): half of them valid, the rest wrong in one field,
+/// so the fuzz reaches the save path and not only the argument parser.
+fn save_like() -> impl Strategy<Value = Value> {
+    let id_like = prop_oneof![
+        Just(Value::Null),
+        "[a-z0-9-]{1,12}".prop_map(Value::String),
+        json_value()
+    ];
+    (
+        prop_oneof![".{0,200}", Just("y".repeat(70_000))],
+        prop::option::of(id_like.clone()),
+        prop::option::of(id_like),
+        prop::option::of(prop_oneof![
+            json_value(),
+            Just(json!({"entities": ["rust", "sqlite"], "tags": ["decision"]}))
+        ]),
+    )
+        .prop_map(|(content, project, agent_id, metadata)| {
+            let mut o = serde_json::Map::new();
+            o.insert("content".into(), Value::String(content));
+            for (k, v) in [
+                ("project", project),
+                ("agent_id", agent_id),
+                ("metadata", metadata),
+            ] {
+                if let Some(v) = v {
+                    o.insert(k.into(), v);
+                }
+            }
+            Value::Object(o)
+        })
 }
 
 /// One `serve` process, spoken to line by line.
@@ -153,7 +189,14 @@ fn arbitrary_tool_arguments_never_kill_the_server_and_bad_saves_write_nothing() 
         "no_such_tool",
     ];
     let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(cases()));
-    let strategy = (0..tools.len(), json_value());
+    // Saves (tools[0]) half the time: the path that writes.
+    let strategy = (
+        prop_oneof![Just(0), 0..tools.len()],
+        prop_oneof![json_value(), save_like()],
+    );
+    // The ids of the saves the server said it queued.
+    let acked = RefCell::new(HashSet::new());
+    let calls = std::cell::Cell::new(0usize);
     runner
         .run(&strategy, |(t, args)| {
             let mut serve = serve.borrow_mut();
@@ -168,6 +211,15 @@ fn arbitrary_tool_arguments_never_kill_the_server_and_bad_saves_write_nothing() 
                 .and_then(Value::as_str)
                 == Some("queued");
             let after = serve.rows();
+            calls.set(calls.get() + 1);
+            if let Some(id) = result
+                .and_then(|r| r.get("structuredContent"))
+                .and_then(|s| s.get("id"))
+                .and_then(Value::as_str)
+                .filter(|_| queued)
+            {
+                acked.borrow_mut().insert(id.to_string());
+            }
             if tools[t] == "mem0_save" && queued {
                 prop_assert!(after == before || after == before + 1);
             } else {
@@ -181,6 +233,29 @@ fn arbitrary_tool_arguments_never_kill_the_server_and_bad_saves_write_nothing() 
             Ok(())
         })
         .expect("every case holds");
+    // The checker, with no Mem0 server: every save acknowledged is in the
+    // queue (lost), and the queue holds nothing that was not acknowledged.
+    let serve = serve.into_inner();
+    let acked = acked.into_inner();
+    assert!(!acked.is_empty(), "some fuzzed saves were valid and queued");
+    let report = checker::check(&acked, &serve.db, &HashMap::new());
+    let unexpected = if serve.db.exists() {
+        checker::queue_states(&serve.db)
+            .keys()
+            .filter(|id| !acked.contains(*id))
+            .count()
+    } else {
+        0
+    };
+    assert!(report.lost.is_empty(), "{}", report.summary());
+    assert_eq!(unexpected, 0, "rows no reply acknowledged");
+    println!(
+        "R4 fuzz: {} tool calls with arbitrary arguments, no panic, every one answered; \
+         acknowledged={} lost={} duplicated=0 unexpected={unexpected}",
+        calls.get(),
+        report.acknowledged,
+        report.lost.len()
+    );
 }
 
 #[test]

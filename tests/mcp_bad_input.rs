@@ -11,6 +11,8 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::{Sandbox, Server, count, fingerprint, integrity, is_error, structured, text};
+use mem0_queue_testkit::checker;
+use mem0_queue_testkit::mem0_server::{Kind, Mem0Server, ServerOptions};
 use serde_json::{Value, json};
 
 /// Asserts a refused save: an error result whose text starts "NOT QUEUED"
@@ -317,6 +319,16 @@ impl Tmpfs {
         }
         Ok(Self(at))
     }
+
+    /// Grows the filesystem, as a user freeing space on a full disk would.
+    fn grow(&self, size: &str) {
+        let ok = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.0)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "remount {} with size={size}", self.0.display());
+    }
 }
 
 impl Drop for Tmpfs {
@@ -373,6 +385,8 @@ async fn a_full_disk_gets_not_queued_and_the_db_stays_sound() {
         "a save before the disk is full must be queued: {}",
         text(&r)
     );
+    let mut acked = std::collections::HashSet::new();
+    acked.insert(structured(&r)["id"].as_str().expect("an id").to_string());
     let db = data.join("queue.db");
     let before = fingerprint(&db);
 
@@ -391,9 +405,42 @@ async fn a_full_disk_gets_not_queued_and_the_db_stays_sound() {
         .save(json!({"content": "saved once there is room again"}))
         .await;
     assert!(!is_error(&r), "after freeing space: {}", text(&r));
+    acked.insert(structured(&r)["id"].as_str().expect("an id").to_string());
     server.stop().await;
     assert_eq!(integrity(&db), "ok");
     assert_eq!(count(&db), 2);
+
+    // The checker: once the disk has room, the saves around the full disk
+    // are delivered, once. (Removing the filler is not room enough: the
+    // refused save's WAL frames hold that space until a checkpoint, which
+    // itself needs room for the database to grow.)
+    disk.grow("4m");
+    let mem0 = Mem0Server::start(ServerOptions {
+        kind: Kind::Oss,
+        api_key: None,
+        seed: 6,
+    })
+    .await;
+    // Async: the test server runs on this test's (single-threaded) runtime.
+    let mut sync = sb.command_in(&data, &["sync"]);
+    sync.env("MEM0_API_URL", mem0.url()).stdin(Stdio::null());
+    let out = tokio::process::Command::from(sync)
+        .output()
+        .await
+        .expect("run sync");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        std::fs::read_to_string(data.join("mem0_worker.log")).unwrap_or_default()
+    );
+    let report = checker::check(&acked, &db, &mem0.count_by_mq_id());
+    assert!(report.ok() && report.queued == 0, "{}", report.summary());
+    println!(
+        "R6 full disk: 1 save refused NOT QUEUED with the queue unchanged, 2 queued around it; {}",
+        report.summary()
+    );
     drop(disk);
 }
 

@@ -31,7 +31,7 @@ reliability() {
     cargo test --release -q -p mem0-queue --test "$t" -- --nocapture 2>&1 | tee -a "$log"
   done
   local figures
-  figures=$(grep -E '^R[1-7] ' "$log" | sort -s -k1,1)
+  figures=$(grep -oE 'R[1-7] [a-z].*' "$log" | sort -s -k1,1)
   python3 - "$figures" <<'PY'
 import re, sys, datetime, subprocess
 figures = sys.argv[1]

@@ -8,6 +8,7 @@ mod worker_common;
 use std::time::Duration;
 
 use mem0_queue::store::State;
+use mem0_queue_testkit::checker;
 use mem0_queue_testkit::mem0_server::{EventPlan, Fault, FaultPlan, Kind};
 use worker_common::{Harness, KINDS, Options, add_requests, assert_exactly_once_or_dead};
 
@@ -39,7 +40,7 @@ struct Totals {
 
 /// Runs the worker until nothing is left to deliver, at most [`MAX_RUNS`]
 /// times, then checks the end state.
-async fn settle(kind: Kind, plan: FaultPlan, seed: u64) -> (Harness, Totals) {
+async fn settle(label: &str, kind: Kind, plan: FaultPlan, seed: u64) -> (Harness, Totals) {
     let mut opts = Options::new(kind);
     opts.seed = seed;
     let h = Harness::start(opts).await;
@@ -76,6 +77,16 @@ async fn settle(kind: Kind, plan: FaultPlan, seed: u64) -> (Harness, Totals) {
         "{kind:?}: every entry is accounted for"
     );
     let (delivered, dead) = assert_exactly_once_or_dead(&h.server, &h.db_path(), &ids);
+    let acked = ids.iter().cloned().collect();
+    let report = checker::check(&acked, &h.db_path(), &h.server.count_by_mq_id());
+    assert!(report.ok(), "{kind:?} {label}: {}", report.summary());
+    println!(
+        "R3 faults {label} {kind:?}: runs={} attempts={} reconciled={} dead={dead}; {}",
+        t.runs,
+        t.attempts,
+        t.reconciled,
+        report.summary()
+    );
     t.delivered_entries = delivered;
     t.dead_entries = dead;
     assert_eq!(t.delivered as usize, delivered, "{kind:?}: {t:?}");
@@ -87,7 +98,8 @@ async fn settle(kind: Kind, plan: FaultPlan, seed: u64) -> (Harness, Totals) {
 async fn transient_alone(fault: Fault) -> Vec<Totals> {
     let mut all = Vec::new();
     for kind in KINDS {
-        let (h, t) = settle(kind, FaultPlan::mix([(fault.clone(), RATE)]), 11).await;
+        let label = format!("{fault:?}");
+        let (h, t) = settle(&label, kind, FaultPlan::mix([(fault.clone(), RATE)]), 11).await;
         assert_eq!(
             t.dead_entries, 0,
             "{kind:?} {fault:?}: a transient fault kills nothing"
@@ -185,7 +197,8 @@ async fn accept_then_hang_alone() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unauthorized_alone_kills_only_its_entries() {
     for kind in KINDS {
-        let (h, t) = settle(kind, FaultPlan::mix([(Fault::Unauthorized, RATE)]), 11).await;
+        let plan = FaultPlan::mix([(Fault::Unauthorized, RATE)]);
+        let (h, t) = settle("Unauthorized", kind, plan, 11).await;
         let rejected = add_requests(&h.server)
             .iter()
             .filter(|r| r.fault == Some(Fault::Unauthorized))
@@ -243,7 +256,7 @@ async fn random_mix_with_a_fixed_seed() {
             pending_polls: 1,
             fail: false,
         };
-        let (h, t) = settle(kind, plan, 20_260_801).await;
+        let (h, t) = settle("mix", kind, plan, 20_260_801).await;
         let requests = add_requests(&h.server);
         let kinds_seen: std::collections::HashSet<String> = requests
             .iter()

@@ -98,9 +98,33 @@ impl App {
 
     /// The policy's alerts for these stats; refreshes the policy info (a
     /// policy that broke on a decision shows it).
+    /// The policy's alerts for these statistics. A configured policy that
+    /// broke in the last delivery run of any process (a `sync` from cron,
+    /// say) raises `policy-broken` here too, while that same policy is
+    /// configured.
     pub async fn alerts(&self, stats: &Stats) -> Result<Vec<Alert>, PolicyError> {
         let q = queue_stats(stats, self.clock.now_ms());
-        let (alerts, info) = self.policy.run(move |p| (p.alerts(q), p.info())).await?;
+        let (mut alerts, info) = self.policy.run(move |p| (p.alerts(q), p.info())).await?;
+        let recorded = self
+            .store
+            .run(|s| s.meta_get(crate::worker::POLICY_BROKEN_KEY))
+            .await
+            .ok()
+            .flatten()
+            .and_then(|v| serde_json::from_str::<crate::worker::PolicyBroken>(&v).ok());
+        if let Some(b) = recorded {
+            let here = alerts.iter().any(|a| a.code == "policy-broken");
+            if !here && b.source == info.source && info.source != PolicySource::Embedded.to_string()
+            {
+                alerts.insert(
+                    0,
+                    crate::policy::broken_alert_text(
+                        &b.source,
+                        &format!("{}, in the last delivery run", b.reason),
+                    ),
+                );
+            }
+        }
         if let Ok(mut i) = self.policy_info.lock() {
             *i = info;
         }

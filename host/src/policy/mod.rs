@@ -281,6 +281,11 @@ impl Runtime {
 
 /// The CRITICAL alert for a configured policy that does not work.
 pub fn broken_alert(source: &PolicySource, reason: &str) -> Alert {
+    broken_alert_text(&source.to_string(), reason)
+}
+
+/// [`broken_alert`] for a source already rendered as text.
+pub fn broken_alert_text(source: &str, reason: &str) -> Alert {
     Alert {
         level: Level::Critical,
         code: "policy-broken".into(),

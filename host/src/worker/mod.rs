@@ -154,6 +154,20 @@ pub struct Worker {
 }
 
 /// A lease owner id for this process.
+/// The meta key of the last run's [`PolicyBroken`] (empty when the
+/// configured policy worked through the whole run).
+pub const POLICY_BROKEN_KEY: &str = "policy_broken";
+
+/// A configured policy that failed during a delivery run and was replaced
+/// by the embedded default.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PolicyBroken {
+    /// The policy's source as `PolicyInfo::source` says it.
+    pub source: String,
+    pub reason: String,
+    pub at_ms: i64,
+}
+
 pub fn owner_id() -> String {
     format!(
         "pid-{}-{}",
@@ -358,13 +372,31 @@ impl Worker {
         let probe_at = report.next_probe_ms.map(|ms| now + ms as i64).unwrap_or(0);
         let left = report.remaining > 0;
         let prune_before = self.settings.retention.map(|r| now - r.as_millis() as i64);
+        // Whether the configured policy broke in this process, kept for the
+        // other processes (`status`, the dashboard) to raise the alert.
+        let broken = self
+            .policy
+            .run(move |p| {
+                let i = p.info();
+                i.broken.map(|reason| PolicyBroken {
+                    source: i.source,
+                    reason,
+                    at_ms: now,
+                })
+            })
+            .await?;
         self.store
             .run(move |s| {
                 if let Some(before) = prune_before {
                     s.prune_delivered(before)?;
                 }
                 s.finish_run(now, left, tripped)?;
-                s.meta_set("breaker_open_until", &probe_at.to_string())
+                s.meta_set("breaker_open_until", &probe_at.to_string())?;
+                let broken = broken.map(|b| serde_json::to_string(&b)).transpose();
+                s.meta_set(
+                    POLICY_BROKEN_KEY,
+                    &broken.unwrap_or_default().unwrap_or_default(),
+                )
             })
             .await?;
         report.elapsed_ms = (now - started).max(0) as u64;
