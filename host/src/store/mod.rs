@@ -703,12 +703,24 @@ impl Store {
     }
 
     /// Full-text search of the local copy (every saved memory), ranked by
-    /// bm25. Returns each match with a score in (0, 1], best first.
+    /// bm25 among the newest [`SEARCH_CANDIDATES`] matches. Returns each
+    /// match with a score in (0, 1], best first.
     pub fn search_local(
         &self,
         query: &str,
         project: Option<&str>,
         limit: usize,
+    ) -> Result<Vec<(EntryView, f64)>, StoreError> {
+        self.search_local_among(query, project, limit, SEARCH_CANDIDATES)
+    }
+
+    /// [`Store::search_local`] ranking the newest `candidates` matches.
+    pub fn search_local_among(
+        &self,
+        query: &str,
+        project: Option<&str>,
+        limit: usize,
+        candidates: i64,
     ) -> Result<Vec<(EntryView, f64)>, StoreError> {
         let Some(fts) = fts_query(query) else {
             return Ok(Vec::new());
@@ -716,13 +728,16 @@ impl Store {
         let mut stmt = self.conn.prepare_cached(
             "SELECT e.id, e.project, e.agent_id, e.run_id, e.state, e.created_at, e.attempts,
                     e.runs_failed, e.last_error, e.dead_reason, e.remote_ids, e.metadata, e.content,
-                    bm25(entries_fts) AS rank
-               FROM entries_fts JOIN entries e ON e.seq = entries_fts.rowid
-              WHERE entries_fts MATCH ?1 AND (?2 IS NULL OR e.project = ?2)
-              ORDER BY rank LIMIT ?3",
+                    c.rank
+               FROM (SELECT entries_fts.rowid AS seq, bm25(entries_fts) AS rank
+                       FROM entries_fts JOIN entries m ON m.seq = entries_fts.rowid
+                      WHERE entries_fts MATCH ?1 AND (?2 IS NULL OR m.project = ?2)
+                      ORDER BY entries_fts.rowid DESC LIMIT ?4) AS c
+               JOIN entries e ON e.seq = c.seq
+              ORDER BY c.rank LIMIT ?3",
         )?;
         let rows = stmt
-            .query_map(params![fts, project, limit as i64], |r| {
+            .query_map(params![fts, project, limit as i64, candidates], |r| {
                 let rank: f64 = r.get(13)?;
                 let s = -rank;
                 Ok((
@@ -738,6 +753,14 @@ impl Store {
         &mut self.conn
     }
 }
+
+/// How many matches of a local search are ranked: the newest ones. bm25
+/// scores every match it is given, so a query of common words over 100,000
+/// memories (half of them matching) took 468 ms at p99; ranking the newest
+/// 2,000 bounds that cost. A query with more matches than this is too vague
+/// for its oldest match to be the one wanted, and a query with fewer (any
+/// rare word) is ranked over all of its matches as before.
+pub const SEARCH_CANDIDATES: i64 = 2_000;
 
 const VIEW_COLUMNS: &str = "id, project, agent_id, run_id, state, created_at, attempts, \
      runs_failed, last_error, dead_reason, remote_ids, metadata";

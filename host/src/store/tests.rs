@@ -283,6 +283,55 @@ fn a_dead_workers_lease_is_reclaimed_before_it_expires() {
 }
 
 #[test]
+fn local_search_ranks_only_the_newest_candidates_of_its_project() {
+    let d = TempDir::new();
+    let mut s = Store::open(&d.db()).expect("open");
+    let roomy = Limits {
+        max_queue_len: 100,
+        ..LIMITS
+    };
+    // The oldest match is the best by bm25 (the word three times).
+    s.enqueue(new("rsync rsync rsync, and the deploy key"), &roomy)
+        .expect("save");
+    for i in 0..3 {
+        s.enqueue(
+            new(&format!("note {i}: rsync once among many other words here")),
+            &roomy,
+        )
+        .expect("save");
+    }
+    // Newer matches in another project use none of the candidates.
+    for i in 0..3 {
+        let mut other = new(&format!("rsync rsync elsewhere {i}"));
+        other.project = "other".into();
+        s.enqueue(other, &roomy).expect("save");
+    }
+    let content = |h: &[(EntryView, f64)]| h[0].0.content.clone().unwrap_or_default();
+    let all = s
+        .search_local_among("rsync", Some("proj"), 10, 100)
+        .expect("search");
+    assert_eq!(all.len(), 4);
+    assert!(
+        content(&all).contains("deploy key"),
+        "ranked over all: the best first"
+    );
+    let newest = s
+        .search_local_among("rsync", Some("proj"), 10, 3)
+        .expect("search");
+    assert_eq!(
+        newest.len(),
+        3,
+        "only the newest 3 matches of the project are ranked"
+    );
+    assert!(!content(&newest).contains("deploy key"));
+    // A rarer word has fewer matches than the cap: the old memory is found.
+    let rare = s
+        .search_local_among("deploy", Some("proj"), 10, 3)
+        .expect("search");
+    assert!(content(&rare).contains("deploy key"));
+}
+
+#[test]
 fn local_search_finds_a_save_at_once_ranked_by_bm25() {
     let d = TempDir::new();
     let mut s = Store::open(&d.db()).expect("open");
