@@ -1,6 +1,7 @@
 //! Time, injected: the worker's waits and timestamps go through a [`Clock`],
 //! so a test can run the seed's 2 s / 4 s / 8 s schedule without waiting 14 s.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
@@ -34,17 +35,22 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// A virtual clock for tests: `sleep` returns at once and moves time on.
+/// A virtual clock for tests: a `sleep` ends at its first poll after a
+/// yield, and moves time on then. A wait dropped before that (the other
+/// branch of a `select!` won) moves nothing, as a real one would not have
+/// elapsed. (Paused tokio time is not used for the worker: its requests go
+/// through real loopback sockets, and paused time jumps to the request
+/// timeouts whenever the runtime waits on the network.)
 pub struct VirtualClock {
-    now: AtomicI64,
-    slept: std::sync::Mutex<Vec<Duration>>,
+    now: Arc<AtomicI64>,
+    slept: Arc<std::sync::Mutex<Vec<Duration>>>,
 }
 
 impl VirtualClock {
     pub fn new(start_ms: i64) -> Self {
         Self {
-            now: AtomicI64::new(start_ms),
-            slept: std::sync::Mutex::new(Vec::new()),
+            now: Arc::new(AtomicI64::new(start_ms)),
+            slept: Arc::new(std::sync::Mutex::new(Vec::new())),
         }
     }
 
@@ -53,7 +59,7 @@ impl VirtualClock {
         self.now.fetch_add(d.as_millis() as i64, Ordering::SeqCst);
     }
 
-    /// Every wait asked of this clock, in order.
+    /// Every wait that elapsed on this clock, in order.
     pub fn slept(&self) -> Vec<Duration> {
         self.slept.lock().map(|s| s.clone()).unwrap_or_default()
     }
@@ -65,10 +71,40 @@ impl Clock for VirtualClock {
     }
 
     fn sleep(&self, d: Duration) -> BoxFuture<'static, ()> {
-        self.advance(d);
-        if let Ok(mut s) = self.slept.lock() {
-            s.push(d);
+        let (now, slept) = (self.now.clone(), self.slept.clone());
+        Box::pin(async move {
+            tokio::task::yield_now().await;
+            now.fetch_add(d.as_millis() as i64, Ordering::SeqCst);
+            if let Ok(mut s) = slept.lock() {
+                s.push(d);
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_virtual_sleep_moves_time_when_it_ends_and_not_when_dropped() {
+        let c = VirtualClock::new(1_000);
+        c.sleep(Duration::from_secs(2)).await;
+        assert_eq!(c.now_ms(), 3_000);
+        // A wait that loses a race elapses nothing.
+        tokio::select! {
+            biased;
+            _ = std::future::ready(()) => {}
+            _ = c.sleep(Duration::from_secs(60)) => panic!("the ready branch wins"),
         }
-        Box::pin(tokio::task::yield_now())
+        assert_eq!(c.now_ms(), 3_000);
+        assert_eq!(c.slept(), [Duration::from_secs(2)]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_system_clock_sleeps_on_tokio_time() {
+        let started = tokio::time::Instant::now();
+        SystemClock.sleep(Duration::from_secs(8)).await;
+        assert_eq!(started.elapsed(), Duration::from_secs(8));
     }
 }
