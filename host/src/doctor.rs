@@ -233,9 +233,9 @@ fn data_checks(paths: &Paths, checks: &mut Vec<Check>) {
     }
 }
 
-/// The filesystem type of `path` and whether it is local.
-#[cfg(target_os = "linux")]
-pub fn fs_type(path: &Path) -> std::io::Result<(String, bool)> {
+/// statfs(2) of `path`.
+#[cfg(any(target_os = "linux", target_os = "macos"))]
+fn statfs(path: &Path) -> std::io::Result<libc::statfs> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(path.as_os_str().as_bytes())
         .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
@@ -248,6 +248,13 @@ pub fn fs_type(path: &Path) -> std::io::Result<(String, bool)> {
     if rc != 0 {
         return Err(std::io::Error::last_os_error());
     }
+    Ok(st)
+}
+
+/// The filesystem type of `path` and whether it is local.
+#[cfg(target_os = "linux")]
+pub fn fs_type(path: &Path) -> std::io::Result<(String, bool)> {
+    let st = statfs(path)?;
     // f_type's width differs between libcs and architectures.
     #[allow(clippy::unnecessary_cast)]
     let t = st.f_type as i64 as u32;
@@ -279,18 +286,7 @@ pub fn fs_type(path: &Path) -> std::io::Result<(String, bool)> {
 /// The filesystem type of `path` and whether it is local.
 #[cfg(target_os = "macos")]
 pub fn fs_type(path: &Path) -> std::io::Result<(String, bool)> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
-    // SAFETY: an all-zero statfs is a valid value to be overwritten.
-    #[allow(unsafe_code)]
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `c` is a NUL-terminated path and `st` a valid out pointer.
-    #[allow(unsafe_code)]
-    let rc = unsafe { libc::statfs(c.as_ptr(), &mut st) };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
+    let st = statfs(path)?;
     let name: String = st
         .f_fstypename
         .iter()
