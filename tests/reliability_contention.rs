@@ -11,8 +11,6 @@ mod common;
 mod worker_common;
 
 use std::collections::HashSet;
-use std::io::Write;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -21,7 +19,7 @@ use common::{Sandbox, Server, integrity, is_error, structured, text};
 use futures::StreamExt;
 use mem0_queue_testkit::checker;
 use mem0_queue_testkit::mem0_server::{FaultPlan, Kind};
-use mem0_queue_testkit::process::{hook_sync_pid, running};
+use mem0_queue_testkit::process::{env_or, hook_sync_pid, run_session_end_hook, running};
 use serde_json::json;
 use worker_common::{command, run_to_end, server, wait_until};
 
@@ -54,16 +52,9 @@ const SYNC_MAX_DURATION: &str = "15s";
 /// Bounds one sync loop: far more runs than a drain needs.
 const MAX_SYNC_RUNS: usize = 500;
 
-fn saves_each() -> usize {
-    std::env::var("MQ_R2_SAVES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(DEFAULT_SAVES)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn r2_four_servers_two_syncs_and_a_hook_lose_and_duplicate_nothing() {
-    let saves = saves_each();
+    let saves = env_or("MQ_R2_SAVES", DEFAULT_SAVES);
     let sb = Sandbox::new();
     let srv = server(Kind::Oss, None, 2).await;
     srv.set_faults(FaultPlan {
@@ -202,21 +193,9 @@ async fn save_all(process: usize, server: &Server, n: usize) -> Vec<Result<Strin
 /// Runs `hook session-end` as Claude Code does and returns the pid of the
 /// sync it started (named in the worker log).
 fn run_hook(sb: &Sandbox, url: &str) -> u32 {
-    let mut child = sb
-        .command(&["hook", "session-end"])
-        .env("MEM0_API_URL", url)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn the hook");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(br#"{"session_id": "r2", "reason": "other", "hook_event_name": "SessionEnd"}"#)
-        .expect("write the hook input");
-    assert!(child.wait().expect("wait for the hook").success());
+    let mut cmd = sb.command(&["hook", "session-end"]);
+    cmd.env("MEM0_API_URL", url);
+    run_session_end_hook(cmd, "r2");
     let log =
         std::fs::read_to_string(sb.data_dir().join("mem0_worker.log")).expect("the worker log");
     hook_sync_pid(&log, "r2").unwrap_or_else(|| panic!("the hook started no sync:\n{log}"))

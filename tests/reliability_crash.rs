@@ -22,7 +22,7 @@
 mod common;
 mod worker_common;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -30,6 +30,7 @@ use common::{Sandbox, Server, is_error, structured};
 use mem0_queue::store::Store;
 use mem0_queue_testkit::checker::{self, CheckReport};
 use mem0_queue_testkit::mem0_server::{FaultPlan, Kind, Mem0Server};
+use mem0_queue_testkit::process::env_or;
 use serde_json::json;
 use tokio::sync::mpsc;
 use worker_common::{PROCESS_LIMIT, command, run_to_end, server, wait_child};
@@ -53,23 +54,12 @@ const SYNC_KILL_WINDOW_MS: u64 = 500;
 /// are in flight (stored, not answered) when the kill comes.
 const MAX_LATENCY_MS: u64 = 80;
 
+/// The trials' seed unless `MQ_R1_SEED` gives one (printed either way).
+const DEFAULT_SEED: u64 = 0x5231_6372_6173_6821;
+
 /// Clean `sync` runs allowed for the final drain. One suffices (no fault is
 /// left); the rest is room for a lease whose pid was reused.
 const DRAIN_RUNS: usize = 5;
-
-fn trials() -> usize {
-    std::env::var("MQ_R1_TRIALS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(DEFAULT_TRIALS)
-}
-
-fn seed() -> u64 {
-    std::env::var("MQ_R1_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0x5231_6372_6173_6821)
-}
 
 fn kind_name(kind: Kind) -> &'static str {
     match kind {
@@ -87,6 +77,8 @@ struct Tally {
     syncs_done_before_kill: usize,
     sent: usize,
     acknowledged: HashSet<String>,
+    /// The text each acknowledged save was sent with.
+    texts: HashMap<String, String>,
     /// Saves committed whose reply never came.
     indeterminate: HashSet<String>,
     /// Saves sent whose reply never came and that are not on disk.
@@ -143,8 +135,9 @@ async fn save_trial(
                 assert!(!is_error(&r), "trial {trial}: an error reply: {r:?}");
                 let s = structured(&r);
                 assert_eq!(s["status"], "queued", "trial {trial}: {s}");
-                t.acknowledged
-                    .insert(s["id"].as_str().expect("an id").to_string());
+                let id = s["id"].as_str().expect("an id").to_string();
+                t.acknowledged.insert(id.clone());
+                t.texts.insert(id, content);
             }
             // The transport closed before the reply: the outcome is unknown.
             Err(_) => {
@@ -223,8 +216,8 @@ fn reopen_and_check(sb: &Sandbox, srv: &Mem0Server, t: &Tally, trial: usize) -> 
 }
 
 async fn crash_trials(kind: Kind) {
-    let trials = trials();
-    let seed = seed() ^ kind as u64;
+    let trials = env_or("MQ_R1_TRIALS", DEFAULT_TRIALS);
+    let seed = env_or("MQ_R1_SEED", DEFAULT_SEED) ^ kind as u64;
     let mut rng = fastrand::Rng::with_seed(seed);
     let sb = Sandbox::new();
     let srv = server(kind, None, seed).await;
@@ -292,6 +285,16 @@ async fn crash_trials(kind: Kind) {
         t.indeterminate.iter().all(|id| stored.get(id) == Some(&1)),
         "{kind:?}: every committed save is delivered once, answered or not"
     );
+    // Every acknowledged save kept its text, byte for byte.
+    let c = common::connect(&sb.db());
+    for (id, text) in &t.texts {
+        let kept: String = c
+            .query_row("SELECT content FROM entries WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .expect("an acknowledged entry");
+        assert_eq!(&kept, text, "{kind:?}: entry {id}");
+    }
     println!(
         "R1 crash {}: trials={trials} (save kills={}, sync kills={}, syncs already ended={}, \
          entries left in flight={}) saves sent={} uncommitted={} seed={seed:#x} in {:.1?}; {}",

@@ -14,7 +14,6 @@ mod policy_support;
 mod worker_common;
 
 use std::collections::HashSet;
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -23,7 +22,7 @@ use std::time::Duration;
 use common::{Sandbox, Server, structured, text};
 use mem0_queue_testkit::checker;
 use mem0_queue_testkit::mem0_server::{Fault, FaultPlan, Kind};
-use mem0_queue_testkit::process::{hook_sync_pid, running};
+use mem0_queue_testkit::process::{hook_sync_pid, run_session_end_hook, running};
 use serde_json::{Value, json};
 use worker_common::{server, wait_until};
 
@@ -202,20 +201,7 @@ async fn r7_no_key_and_no_memory_text_in_any_log_or_output_and_private_files() {
 
     // 5. The hook (its sync's output goes to the worker log) and the
     //    read-only commands.
-    let mut hook = cmd(&sb, &url, KEY, &["hook", "session-end"]);
-    let mut child = hook
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn the hook");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(br#"{"session_id": "r7", "reason": "other"}"#)
-        .expect("write");
-    let o = child.wait_with_output().expect("the hook");
+    let o = run_session_end_hook(cmd(&sb, &url, KEY, &["hook", "session-end"]), "r7");
     out.add("hook stdout", String::from_utf8_lossy(&o.stdout));
     out.add("hook stderr", String::from_utf8_lossy(&o.stderr));
     out.run("status", cmd(&sb, &url, KEY, &["status", "--json"]));

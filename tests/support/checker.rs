@@ -133,20 +133,33 @@ pub fn check_with_indeterminate(
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_checker_counts_each_kind_of_error() {
+    /// A queue database holding these (id, state) rows, in a temp dir.
+    fn queue_of(rows: &[(&str, &str)]) -> (tempfile::TempDir, std::path::PathBuf) {
         let dir = tempfile::tempdir().expect("dir");
         let db = dir.path().join("q.db");
         let conn = rusqlite::Connection::open(&db).expect("db");
-        conn.execute_batch(
-            "CREATE TABLE entries (id TEXT, state TEXT);
-             INSERT INTO entries VALUES ('a','delivered'), ('b','pending'), ('c','delivered'), ('d','dead');",
-        )
-        .expect("fill");
-        let acked: HashSet<String> = ["a", "b", "c", "d", "e"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        conn.execute_batch("CREATE TABLE entries (id TEXT, state TEXT)")
+            .expect("create");
+        for (id, state) in rows {
+            conn.execute("INSERT INTO entries VALUES (?1, ?2)", [id, state])
+                .expect("insert");
+        }
+        (dir, db)
+    }
+
+    fn ids(ids: &[&str]) -> HashSet<String> {
+        ids.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn the_checker_counts_each_kind_of_error() {
+        let (_dir, db) = queue_of(&[
+            ("a", "delivered"),
+            ("b", "pending"),
+            ("c", "delivered"),
+            ("d", "dead"),
+        ]);
+        let acked = ids(&["a", "b", "c", "d", "e"]);
         let server: HashMap<String, usize> = [("a".to_string(), 2), ("z".to_string(), 1)]
             .into_iter()
             .collect();

@@ -1,5 +1,46 @@
-//! Looking at processes the binary starts on its own: the sync the SessionEnd
-//! hook leaves running in a session of its own.
+//! Processes the tests start and look at: the SessionEnd hook and the sync
+//! it leaves running in a session of its own; knobs read from the
+//! environment (trial counts of the long runs).
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+/// Runs `cmd` (a `mem0-queue hook session-end` command) as Claude Code
+/// does: the hook's JSON for `session` on stdin, then waits for it. Returns
+/// its output (stdout and stderr captured).
+pub fn run_session_end_hook(mut cmd: Command, session: &str) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the hook");
+    let input = format!(
+        r#"{{"session_id": "{session}", "reason": "other", "hook_event_name": "SessionEnd"}}"#
+    );
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write the hook input");
+    let out = child.wait_with_output().expect("wait for the hook");
+    assert!(
+        out.status.success(),
+        "the hook failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// A number from the environment variable `name`, else `default`: the
+/// sizes of the suites whose long form runs bigger.
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
 
 /// Whether a process runs (a zombie waiting for its reaper does not).
 pub fn running(pid: u32) -> bool {
