@@ -2,7 +2,8 @@
 //! rmcp client over a `mem0-queue serve` child; `cargo bench` builds it in
 //! release) at queue sizes 100, 10,000 and 100,000, and, in the same run,
 //! the seed's way of saving (read the JSON file, append, rewrite it with
-//! tmp + fsync + rename) at 10,000 entries, so the ratio is measured.
+//! tmp + fsync + rename) at 10,000 entries, so the ratio is measured; and
+//! the floor any durable save pays on this disk, one 4 KiB write + fdatasync.
 //!
 //!     cargo bench -p mem0-queue --bench save
 
@@ -80,7 +81,37 @@ fn main() {
         "  seed p50 / mem0_save p50 at 10,000 entries = {:.1}x",
         s50.as_secs_f64() / p50_of(10_000).as_secs_f64()
     );
+    let mut floor = fsync_floor();
+    let (f50, f99) = percentiles(&mut floor);
+    println!(
+        "the floor of a durable save on this disk: a 4 KiB write + fdatasync, {FSYNC_SAMPLES} times:"
+    );
+    println!("  p50 {:>7.3} ms   p99 {:>7.3} ms", ms(f50), ms(f99));
+    println!(
+        "  mem0_save p50 at 10,000 entries / fdatasync p50 = {:.1}x",
+        p50_of(10_000).as_secs_f64() / f50.as_secs_f64()
+    );
     println!("total bench time {:.1} s", started.elapsed().as_secs_f64());
+}
+
+/// Writes timed for the fsync floor.
+const FSYNC_SAMPLES: usize = 200;
+
+/// The cost of one durable 4 KiB write on the disk the queue lives on: the
+/// least any save that is on disk before its reply can take (a WAL commit
+/// with `synchronous=FULL` pays at least one).
+fn fsync_floor() -> Vec<Duration> {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let mut f = std::fs::File::create(dir.path().join("floor")).expect("create");
+    let page = [0x5au8; 4096];
+    (0..FSYNC_SAMPLES)
+        .map(|_| {
+            let t = Instant::now();
+            f.write_all(&page).expect("write");
+            f.sync_data().expect("fdatasync");
+            t.elapsed()
+        })
+        .collect()
 }
 
 fn machine() -> String {
