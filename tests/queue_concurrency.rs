@@ -1,13 +1,16 @@
 //! Four `serve` processes saving 500 distinct memories each, all at once,
 //! into one data dir: every save is queued, none is lost or doubled.
 
-mod common;
-
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use common::{Sandbox, Server, count, integrity, is_error, structured, text};
 use futures::StreamExt;
+use mem0_queue_testkit::{
+    bin,
+    db::{count, integrity, scalar},
+    mcp::{Server, is_error, structured, text},
+    sandbox::Sandbox,
+};
 use serde_json::json;
 
 const PROCESSES: usize = 4;
@@ -19,7 +22,7 @@ const BUDGET: Duration = Duration::from_secs(240);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn four_servers_times_500_saves_queue_exactly_2000() {
-    let sb = Sandbox::new();
+    let sb = Sandbox::new(bin!());
     // Start them all before the first save, so the saves overlap.
     let mut servers = Vec::new();
     for _ in 0..PROCESSES {
@@ -50,35 +53,22 @@ async fn four_servers_times_500_saves_queue_exactly_2000() {
     assert_eq!(ids.len(), total);
     let db = sb.db();
     assert_eq!(count(&db), total as i64);
-    let c = common::connect(&db);
-    let distinct: i64 = c
-        .query_row("SELECT count(DISTINCT content) FROM entries", [], |r| {
-            r.get(0)
-        })
-        .expect("distinct");
+    let distinct: i64 = scalar(&db, "SELECT count(DISTINCT content) FROM entries", []);
     assert_eq!(distinct, total as i64);
-    let queued: i64 = c
-        .query_row(
-            "SELECT value FROM stats WHERE key = 'total_queued'",
-            [],
-            |r| r.get(0),
-        )
-        .expect("total_queued");
+    let queued: i64 = scalar(
+        &db,
+        "SELECT value FROM stats WHERE key = 'total_queued'",
+        [],
+    );
     assert_eq!(queued, total as i64);
-    let pending: i64 = c
-        .query_row(
-            "SELECT n FROM state_counts WHERE state = 'pending'",
-            [],
-            |r| r.get(0),
-        )
-        .expect("pending count");
+    let pending: i64 = scalar(
+        &db,
+        "SELECT n FROM state_counts WHERE state = 'pending'",
+        [],
+    );
     assert_eq!(pending, total as i64, "the trigger-kept counts agree");
     for id in &ids {
-        let n: i64 = c
-            .query_row("SELECT count(*) FROM entries WHERE id = ?1", [id], |r| {
-                r.get(0)
-            })
-            .expect("lookup");
+        let n: i64 = scalar(&db, "SELECT count(*) FROM entries WHERE id = ?1", [id]);
         assert_eq!(n, 1, "reply id {id} is not in the queue");
     }
     assert_eq!(integrity(&db), "ok");

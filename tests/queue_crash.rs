@@ -2,13 +2,16 @@
 //! on one data dir: every save whose "queued" reply arrived is on disk after
 //! the crash, and the database stays sound.
 
-mod common;
-
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::{Sandbox, integrity, is_error, structured};
 use mem0_queue::store::Store;
+use mem0_queue_testkit::{
+    bin,
+    db::{connect, integrity},
+    mcp::{CALL_TIMEOUT, is_error, object, structured},
+    sandbox::Sandbox,
+};
 use serde_json::json;
 use tokio::sync::mpsc;
 
@@ -21,7 +24,7 @@ const SENT_PER_ROUND: usize = 120;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_saves_survive_sigkill() {
-    let sb = Sandbox::new();
+    let sb = Sandbox::new(bin!());
     let started = Instant::now();
     let mut rng = fastrand::Rng::with_seed(0x6d65_6d30);
     let mut acked: HashMap<String, String> = HashMap::new(); // id -> content
@@ -42,7 +45,7 @@ async fn acknowledged_saves_survive_sigkill() {
             let tx = tx.clone();
             tasks.push(tokio::spawn(async move {
                 let params = rmcp::model::CallToolRequestParams::new("mem0_save")
-                    .with_arguments(common::object(json!({"content": content})));
+                    .with_arguments(object(json!({"content": content})));
                 if let Ok(r) = client.call_tool(params).await {
                     let _ = tx.send((content, r));
                 }
@@ -52,15 +55,15 @@ async fn acknowledged_saves_survive_sigkill() {
         // Kill once `kill_after` replies have arrived (or all have).
         let mut got = Vec::new();
         while got.len() < kill_after {
-            match tokio::time::timeout(common::CALL_TIMEOUT, rx.recv()).await {
+            match tokio::time::timeout(CALL_TIMEOUT, rx.recv()).await {
                 Ok(Some(reply)) => got.push(reply),
                 Ok(None) => break,
-                Err(_) => panic!("round {rounds}: no reply within {:?}", common::CALL_TIMEOUT),
+                Err(_) => panic!("round {rounds}: no reply within {:?}", CALL_TIMEOUT),
             }
         }
         server.kill9().await;
         for t in tasks {
-            tokio::time::timeout(common::CALL_TIMEOUT, t)
+            tokio::time::timeout(CALL_TIMEOUT, t)
                 .await
                 .expect("the senders end once the server is dead")
                 .expect("a sender task");
@@ -88,7 +91,7 @@ async fn acknowledged_saves_survive_sigkill() {
         }
         assert_eq!(store.integrity_check().expect("integrity_check"), "ok");
         drop(store);
-        let c = common::connect(&sb.db());
+        let c = connect(&sb.db());
         let mut stmt = c
             .prepare("SELECT id FROM entries WHERE content LIKE ?1")
             .expect("prepare");
