@@ -378,7 +378,6 @@ fn stdout_carries_only_json_rpc_and_stderr_no_memory_text() {
     send(json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call",
         "params": {"name": "mem0_queue_status", "arguments": {}}}));
     expect_reply(5, &mut lines);
-    drop(send);
     drop(stdin); // EOF: the server exits.
 
     // Whatever else reaches stdout before exit must be JSON-RPC too.

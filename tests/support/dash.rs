@@ -52,24 +52,16 @@ pub fn seed(db: &Path, pending: usize, failed: usize, dead: usize, delivered: us
             (i as i64 * 7) % (6 * 24) * HOUR
         };
         let at = now - back - 60_000;
-        let id = add(
-            &mut store,
-            "windsurf-project",
-            &format!("Delivered memory {i}: the queue keeps saves local"),
-            at,
-        );
+        let content = format!("Delivered memory {i}: the queue keeps saves local");
+        let id = add(&mut store, "windsurf-project", &content, at);
         let remote = [format!("remote-{i}")];
         db::deliver_one(&mut store, "seed", &id, &remote, at, at + 30_000);
         out.delivered.push(id);
     }
     for i in 0..failed {
         let at = now - (i as i64 + 2) * HOUR;
-        let id = add(
-            &mut store,
-            "windsurf-project",
-            &format!("Failed memory {i}: the VPS was down"),
-            at,
-        );
+        let content = format!("Failed memory {i}: the VPS was down");
+        let id = add(&mut store, "windsurf-project", &content, at);
         let error = "HTTP 503 Service Unavailable";
         db::fail_one(
             &mut store,
@@ -84,12 +76,8 @@ pub fn seed(db: &Path, pending: usize, failed: usize, dead: usize, delivered: us
     }
     for i in 0..dead {
         let at = now - (i as i64 + 5) * HOUR;
-        let id = add(
-            &mut store,
-            "secondbrain",
-            &format!("Dead memory {i}: <b>not</b> HTML, a secret-ish text"),
-            at,
-        );
+        let content = format!("Dead memory {i}: <b>not</b> HTML, a secret-ish text");
+        let id = add(&mut store, "secondbrain", &content, at);
         let record = FailureRecord::Dead {
             reason: "HTTP 422: the server rejected the memory".into(),
             auth: false,
@@ -99,12 +87,9 @@ pub fn seed(db: &Path, pending: usize, failed: usize, dead: usize, delivered: us
     }
     for i in 0..pending {
         let at = now - (i as i64 * 17 + 3) * 60_000;
-        out.pending.push(add(
-            &mut store,
-            "windsurf-project",
-            &format!("Pending memory {i}: waiting for the worker"),
-            at,
-        ));
+        let content = format!("Pending memory {i}: waiting for the worker");
+        out.pending
+            .push(add(&mut store, "windsurf-project", &content, at));
     }
     out
 }
