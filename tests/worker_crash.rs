@@ -13,8 +13,8 @@ use mem0_queue_testkit::{
     bin,
     db::rows,
     sandbox::Sandbox,
-    wait::{child_async, until_async},
-    worker::{KINDS, PROCESS_LIMIT, add_requests, command, enqueue_in_dir, server, sync},
+    wait::{PROCESS_LIMIT, child_async, until_async},
+    worker::{KINDS, add_requests, command, enqueue_in_dir, server, sync},
 };
 
 /// How long the server sits on the add after storing it: long enough to

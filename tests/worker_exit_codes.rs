@@ -13,8 +13,8 @@ use mem0_queue_testkit::{
     bin,
     db::rows,
     sandbox::Sandbox,
-    wait::{child_async, until_async},
-    worker::{PROCESS_LIMIT, add_requests, command, enqueue_in_dir, server, sigterm, sync},
+    wait::{PROCESS_LIMIT, child_async, until_async},
+    worker::{add_requests, command, enqueue_in_dir, server, sigterm, sync},
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,11 +13,8 @@ use mem0_queue_testkit::{
     bin,
     db::rows,
     sandbox::Sandbox,
-    wait::{child_async, until_async},
-    worker::{
-        PROCESS_LIMIT, add_requests, assert_exactly_once_or_dead, command, enqueue_in_dir, server,
-        sync,
-    },
+    wait::{PROCESS_LIMIT, child_async, until_async},
+    worker::{add_requests, assert_exactly_once_or_dead, command, enqueue_in_dir, server, sync},
 };
 
 const ENTRIES: usize = 200;

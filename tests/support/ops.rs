@@ -8,18 +8,15 @@
 //! a temp dir holding only the fake tools a test puts there.
 
 use std::process::{Command, Output};
-use std::time::Duration;
 
 use mem0_queue::store::Store;
 
 use crate::db;
 
-/// The longest one operations command may run.
-pub const RUN_LIMIT: Duration = Duration::from_secs(60);
-
-/// Runs a command to its end, bounded: panics if it takes over [`RUN_LIMIT`].
+/// Runs a command to its end, bounded: panics if it takes over
+/// [`PROCESS_LIMIT`](crate::wait::PROCESS_LIMIT).
 pub fn run(c: Command) -> Output {
-    crate::wait::run(c, RUN_LIMIT)
+    crate::wait::run(c, crate::wait::PROCESS_LIMIT)
 }
 
 /// stdout and stderr as text, for assertion messages.

@@ -5,6 +5,10 @@ use std::io::Read;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// The longest a spawned `mem0-queue` process may run before the test kills
+/// it and fails.
+pub const PROCESS_LIMIT: Duration = Duration::from_secs(60);
+
 /// The pause between two looks of a bounded poll.
 pub const POLL_EVERY: Duration = Duration::from_millis(10);
 

@@ -53,10 +53,6 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// calls it stuck.
 pub const RUN_LIMIT: Duration = Duration::from_secs(120);
 
-/// The longest a spawned `mem0-queue` process may run before the test kills
-/// it and fails.
-pub const PROCESS_LIMIT: Duration = Duration::from_secs(60);
-
 pub fn api_kind(kind: Kind) -> ApiKind {
     match kind {
         Kind::Oss => ApiKind::Oss,
@@ -355,7 +351,7 @@ pub fn command(
 /// Runs a command to its end (bounded) and returns (exit code, stderr).
 pub async fn run_to_end(mut cmd: tokio::process::Command) -> (Option<i32>, String) {
     let child = cmd.spawn().expect("spawn mem0-queue");
-    let out = tokio::time::timeout(PROCESS_LIMIT, child.wait_with_output())
+    let out = tokio::time::timeout(crate::wait::PROCESS_LIMIT, child.wait_with_output())
         .await
         .expect("mem0-queue exited within its limit")
         .expect("collect mem0-queue's output");
