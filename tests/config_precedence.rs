@@ -3,15 +3,17 @@
 //! reported; a bad config file is a clear error naming the key and the
 //! file, exit 78 (EX_CONFIG), and a secret is never printed.
 
-mod ops_common;
-
 use std::path::PathBuf;
 
-use ops_common::{Home, ok, run, text};
+use mem0_queue_testkit::{
+    bin,
+    ops::{ok, run, text},
+    sandbox::Sandbox,
+};
 use serde_json::Value;
 
-fn write_config(home: &Home, body: &str) -> PathBuf {
-    let p = home.path().join(".config/mem0-queue/config.toml");
+fn write_config(home: &Sandbox, body: &str) -> PathBuf {
+    let p = home.home().join(".config/mem0-queue/config.toml");
     std::fs::create_dir_all(p.parent().expect("dir")).expect("mkdir");
     std::fs::write(&p, body).expect("write config");
     p
@@ -24,21 +26,21 @@ fn show(mut c: std::process::Command) -> Value {
 
 #[test]
 fn file_then_env_then_flag() {
-    let home = Home::new();
+    let home = Sandbox::new(bin!());
     let file = write_config(
         &home,
         "concurrency = 2\ninfer = false\napi_url = \"http://127.0.0.1:9\"\napi_key = \"secret-in-file\"\n",
     );
     let file_src = format!("file {}", file.display());
 
-    let v = show(home.cmd(&[]));
+    let v = show(home.ops_command(&[]));
     assert_eq!(v["concurrency"]["value"], 2);
     assert_eq!(v["concurrency"]["source"], Value::String(file_src.clone()));
     assert_eq!(v["infer"]["value"], false);
     assert_eq!(v["add_timeout"]["source"], "default");
     assert_eq!(v["api_key"]["value"], "<redacted>");
 
-    let mut c = home.cmd(&[]);
+    let mut c = home.ops_command(&[]);
     c.env("MEM0_QUEUE_CONCURRENCY", "3")
         .env("MEM0_API_URL", "http://127.0.0.1:10");
     let v = show(c);
@@ -51,7 +53,7 @@ fn file_then_env_then_flag() {
         "untouched keys keep the file"
     );
 
-    let mut c = home.cmd(&["--set", "concurrency=5", "--data-dir", "/tmp/mq-flag-dir"]);
+    let mut c = home.ops_command(&["--set", "concurrency=5", "--data-dir", "/tmp/mq-flag-dir"]);
     c.env("MEM0_QUEUE_CONCURRENCY", "3");
     let v = show(c);
     assert_eq!(v["concurrency"]["value"], 5);
@@ -64,7 +66,7 @@ fn file_then_env_then_flag() {
 
     // The text form never shows the key either.
     let out = ok({
-        let mut c = home.cmd(&["config", "show"]);
+        let mut c = home.ops_command(&["config", "show"]);
         c.env("MEM0_API_KEY", "secret-in-env");
         c
     });
@@ -82,9 +84,9 @@ fn a_bad_file_names_the_key_and_the_file_and_exits_78() {
         ("add_timeout = \"soon\"\n", "add_timeout"),
         ("concurrency = 0\n", "concurrency"),
     ] {
-        let home = Home::new();
+        let home = Sandbox::new(bin!());
         let file = write_config(&home, body);
-        let o = run(home.cmd(&["config", "show"]));
+        let o = run(home.ops_command(&["config", "show"]));
         let (out, err) = text(&o);
         assert_eq!(o.status.code(), Some(78), "{body}: {out}{err}");
         assert!(err.contains(key), "{body}: the error names the key: {err}");
@@ -93,14 +95,14 @@ fn a_bad_file_names_the_key_and_the_file_and_exits_78() {
             "{body}: the error names the file: {err}"
         );
         // Every command refuses a bad config the same way.
-        let o = run(home.cmd(&["status", "--no-probe"]));
+        let o = run(home.ops_command(&["status", "--no-probe"]));
         assert_eq!(o.status.code(), Some(78), "{body}");
     }
 
     // Not TOML at all.
-    let home = Home::new();
+    let home = Sandbox::new(bin!());
     let file = write_config(&home, "this is = = not toml\n");
-    let o = run(home.cmd(&["config", "show"]));
+    let o = run(home.ops_command(&["config", "show"]));
     let (_, err) = text(&o);
     assert_eq!(o.status.code(), Some(78), "{err}");
     assert!(
@@ -109,8 +111,8 @@ fn a_bad_file_names_the_key_and_the_file_and_exits_78() {
     );
 
     // A bad env value names the variable.
-    let home = Home::new();
-    let mut c = home.cmd(&["config", "show"]);
+    let home = Sandbox::new(bin!());
+    let mut c = home.ops_command(&["config", "show"]);
     c.env("MEM0_QUEUE_INFER", "maybe");
     let o = run(c);
     let (_, err) = text(&o);

@@ -14,21 +14,21 @@
 //! Where either is missing the test says so and passes; in CI (`CI` set) it
 //! fails.
 
-mod dash_common;
-
 use std::path::Path;
 use std::time::Duration;
 
-use dash_common::{Dashboard, counts, get, seed, state_of, workspace};
 use mem0_queue::store::State;
-use mem0_queue_testkit::mem0_server::{FaultPlan, Kind, Mem0Server, ServerOptions};
+use mem0_queue_testkit::bin;
+use mem0_queue_testkit::dash::{get, seed, slow_server, syncing};
+use mem0_queue_testkit::db::{counts, state_of};
+use mem0_queue_testkit::sandbox::{Sandbox, workspace_root};
 use serde_json::Value;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 
 /// Whether the browser tools are here; panics in CI when they are not.
 fn tools() -> bool {
-    let pw = workspace().join("tests/browser/node_modules/playwright-core/package.json");
+    let pw = workspace_root().join("tests/browser/node_modules/playwright-core/package.json");
     let node = std::process::Command::new("node")
         .arg("--version")
         .output()
@@ -57,14 +57,9 @@ async fn the_dashboard_in_chromium() {
     if !tools() {
         return;
     }
-    let dir = tempfile::Builder::new()
-        .prefix("mem0-queue-browser-")
-        .tempdir()
-        .expect("a temp dir");
-    let home = dir.path().join("home");
-    std::fs::create_dir(&home).expect("home");
+    let sb = Sandbox::new(bin!());
     // Where a user's queue lives by default.
-    let data = home.join(".local/share/mem0-queue");
+    let data = sb.home().join(".local/share/mem0-queue");
     let db = data.join("queue.db");
     // 6 failed: over the default policy's CRITICAL threshold (more than 5);
     // 1 dead: a WARNING.
@@ -72,36 +67,14 @@ async fn the_dashboard_in_chromium() {
 
     // A Mem0 server slow enough (250 ms an add, one at a time) for the
     // progress bar to be seen moving.
-    let server = Mem0Server::start(ServerOptions {
-        kind: Kind::Oss,
-        api_key: None,
-        seed: 7,
-    })
-    .await;
-    server.set_faults(FaultPlan {
-        latency: Some(Duration::from_millis(250)),
-        ..FaultPlan::default()
-    });
-    let url = server.url();
-    let dash = tokio::task::spawn_blocking({
-        let (home, data) = (home.clone(), data.clone());
-        move || {
-            Dashboard::start(
-                &home,
-                &data,
-                &[("MEM0_API_URL", url.as_str())],
-                &["--set", "concurrency=1"],
-            )
-        }
-    })
-    .await
-    .expect("start the dashboard");
+    let server = slow_server(7, Duration::from_millis(250)).await;
+    let dash = syncing(&sb, &data, &server).await;
 
-    let shot = workspace().join("target/dashboard.png");
+    let shot = workspace_root().join("target/dashboard.png");
     std::fs::create_dir_all(shot.parent().expect("target/")).expect("target/");
     let _ = std::fs::remove_file(&shot);
     let node = tokio::process::Command::new("node")
-        .arg(workspace().join("tests/browser/dashboard.mjs"))
+        .arg(workspace_root().join("tests/browser/dashboard.mjs"))
         .arg(&dash.url)
         .arg(&shot)
         .kill_on_drop(true)

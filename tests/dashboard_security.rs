@@ -4,38 +4,33 @@
 //! token-checked POSTs. Requests go over raw TCP so that each header is
 //! exactly what the test wrote.
 
-mod dash_common;
-
-use dash_common::{Dashboard, counts, get, raw, seed, state_of};
 use mem0_queue::store::State;
+use mem0_queue_testkit::bin;
+use mem0_queue_testkit::dash::{Answer, Dashboard, Seeded, get, raw, seed, slow_server, syncing};
+use mem0_queue_testkit::db::{counts, state_of};
+use mem0_queue_testkit::sandbox::Sandbox;
 
 struct Setup {
-    _dir: tempfile::TempDir,
+    _sb: Sandbox,
     db: std::path::PathBuf,
-    seeded: dash_common::Seeded,
+    seeded: Seeded,
     dash: Dashboard,
 }
 
 fn setup() -> Setup {
-    let dir = tempfile::Builder::new()
-        .prefix("mem0-queue-dash-")
-        .tempdir()
-        .expect("a temp dir");
-    let home = dir.path().join("home");
-    std::fs::create_dir(&home).expect("home");
-    let data = dir.path().join("data");
-    let db = data.join("queue.db");
+    let sb = Sandbox::new(bin!());
+    let db = sb.db();
     let seeded = seed(&db, 2, 3, 1, 4);
-    let dash = Dashboard::start(&home, &data, &[], &[]);
+    let dash = Dashboard::start(Dashboard::command(&sb, &sb.data_dir(), &[]));
     Setup {
-        _dir: dir,
+        _sb: sb,
         db,
         seeded,
         dash,
     }
 }
 
-fn assert_hardened(a: &dash_common::Answer, what: &str) {
+fn assert_hardened(a: &Answer, what: &str) {
     assert_eq!(a.header("cache-control"), Some("no-store"), "{what}: {a:?}");
     assert_eq!(
         a.header("x-content-type-options"),
@@ -57,7 +52,7 @@ fn assert_hardened(a: &dash_common::Answer, what: &str) {
     }
 }
 
-fn assert_refused(a: &dash_common::Answer, what: &str) {
+fn assert_refused(a: &Answer, what: &str) {
     assert_eq!(a.status, 403, "{what}: {a:?}");
     assert!(
         a.body.is_empty(),
@@ -325,37 +320,11 @@ fn actions_are_token_checked_posts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_sync_at_a_time_with_its_progress() {
-    use mem0_queue_testkit::mem0_server::{FaultPlan, Kind, Mem0Server, ServerOptions};
-    let dir = tempfile::Builder::new()
-        .prefix("mem0-queue-dash-")
-        .tempdir()
-        .expect("a temp dir");
-    let home = dir.path().join("home");
-    std::fs::create_dir(&home).expect("home");
-    let data = dir.path().join("data");
-    let db = data.join("queue.db");
+    let sb = Sandbox::new(bin!());
+    let db = sb.db();
     let seeded = seed(&db, 5, 0, 0, 0);
-    let server = Mem0Server::start(ServerOptions {
-        kind: Kind::Oss,
-        api_key: None,
-        seed: 1,
-    })
-    .await;
-    server.set_faults(FaultPlan {
-        latency: Some(std::time::Duration::from_millis(300)),
-        ..FaultPlan::default()
-    });
-    let url = server.url();
-    let dash = tokio::task::spawn_blocking(move || {
-        Dashboard::start(
-            &home,
-            &data,
-            &[("MEM0_API_URL", url.as_str())],
-            &["--set", "concurrency=1"],
-        )
-    })
-    .await
-    .expect("start");
+    let server = slow_server(1, std::time::Duration::from_millis(300)).await;
+    let dash = syncing(&sb, &sb.data_dir(), &server).await;
     let (port, token) = (dash.port, dash.token.clone());
     let post_sync = move || {
         raw(

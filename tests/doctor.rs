@@ -5,24 +5,27 @@
 //! server is down, when the config file exposes its key, and when nothing
 //! is installed.
 
-mod ops_common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
 use mem0_queue_testkit::mem0_server::{Kind, Mem0Server, ServerOptions};
-use ops_common::{Home, enqueue, ok, run, store, text};
+use mem0_queue_testkit::{
+    bin,
+    db::store,
+    ops::{enqueue, ok, run, text},
+    sandbox::Sandbox,
+};
 
-fn write_config(home: &Home, body: &str, mode: u32) -> PathBuf {
-    let p = home.path().join(".config/mem0-queue/config.toml");
+fn write_config(home: &Sandbox, body: &str, mode: u32) -> PathBuf {
+    let p = home.home().join(".config/mem0-queue/config.toml");
     std::fs::create_dir_all(p.parent().expect("dir")).expect("mkdir");
     std::fs::write(&p, body).expect("write config");
     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).expect("chmod");
     p
 }
 
-async fn doctor(home: &Home) -> (Option<i32>, String) {
-    let c = home.cmd(&["doctor"]);
+async fn doctor(home: &Sandbox) -> (Option<i32>, String) {
+    let c = home.ops_command(&["doctor"]);
     let o = tokio::task::spawn_blocking(move || run(c))
         .await
         .expect("join");
@@ -47,18 +50,18 @@ async fn all_green_when_installed_then_a_fail_with_its_fix_when_the_server_is_do
         seed: 3,
     })
     .await;
-    let home = Home::new();
+    let home = Sandbox::new(bin!());
     write_config(
         &home,
         &format!("api_url = \"{}\"\napi_key = \"k-doctor\"\n", srv.url()),
         0o600,
     );
-    enqueue(&mut store(&home.data()), 1, "doctor");
-    let c = home.cmd(&["install", "claude-code"]);
+    enqueue(&mut store(&home.data_dir()), 1, "doctor");
+    let c = home.ops_command(&["install", "claude-code"]);
     tokio::task::spawn_blocking(move || ok(c))
         .await
         .expect("join");
-    let c = home.cmd(&["install", "schedule"]);
+    let c = home.ops_command(&["install", "schedule"]);
     tokio::task::spawn_blocking(move || ok(c))
         .await
         .expect("join");
@@ -125,7 +128,7 @@ async fn nothing_installed_and_a_readable_key_each_fail_with_a_fix() {
         seed: 4,
     })
     .await;
-    let home = Home::new();
+    let home = Sandbox::new(bin!());
     let cfg = write_config(
         &home,
         &format!("api_url = \"{}\"\napi_key = \"k\"\n", srv.url()),
@@ -146,8 +149,8 @@ async fn nothing_installed_and_a_readable_key_each_fail_with_a_fix() {
     assert!(out.contains("fix: mem0-queue install claude-code"), "{out}");
 
     // No config file at all, platform kind without a key.
-    let home = Home::new();
-    let mut c = home.cmd(&["doctor"]);
+    let home = Sandbox::new(bin!());
+    let mut c = home.ops_command(&["doctor"]);
     c.env("MEM0_API_KIND", "platform")
         .env("MEM0_API_URL", srv.url());
     let o = tokio::task::spawn_blocking(move || run(c))

@@ -9,13 +9,14 @@
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
+use mem0_queue_testkit::bin;
 use mem0_queue_testkit::checker;
+use mem0_queue_testkit::db::count;
+use mem0_queue_testkit::sandbox::Sandbox;
 use proptest::prelude::*;
 use serde_json::{Value, json};
-
-const BIN: &str = env!("CARGO_BIN_EXE_mem0-queue");
 
 fn cases() -> u32 {
     std::env::var("PROPTEST_CASES")
@@ -98,20 +99,15 @@ struct Serve {
     stdin: std::process::ChildStdin,
     stdout: BufReader<std::process::ChildStdout>,
     next_id: i64,
-    _dir: tempfile::TempDir,
+    _sb: Sandbox,
     db: std::path::PathBuf,
 }
 
 impl Serve {
     fn start() -> Serve {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut child = Command::new(BIN)
-            .env_clear()
-            .env("HOME", dir.path())
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .arg("serve")
+        let sb = Sandbox::new(bin!());
+        let mut child = sb
+            .command(&["serve"])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -119,13 +115,13 @@ impl Serve {
             .expect("spawn serve");
         let stdin = child.stdin.take().expect("stdin");
         let stdout = BufReader::new(child.stdout.take().expect("stdout"));
-        let db = dir.path().join("data/queue.db");
+        let db = sb.db();
         let mut s = Serve {
             child,
             stdin,
             stdout,
             next_id: 1,
-            _dir: dir,
+            _sb: sb,
             db,
         };
         let init = s.request("initialize", json!({"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "fuzz", "version": "1"}}));
@@ -163,9 +159,7 @@ impl Serve {
         if !self.db.exists() {
             return 0;
         }
-        let c = rusqlite::Connection::open(&self.db).expect("db");
-        c.query_row("SELECT count(*) FROM entries", [], |r| r.get(0))
-            .expect("count")
+        count(&self.db)
     }
 }
 

@@ -5,11 +5,13 @@
 //! is missing on a developer's machine the interop test says so and is
 //! skipped; in CI (`CI` set) a missing package fails the test.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 
-use common::{Sandbox, Server, is_error, structured};
+use mem0_queue_testkit::{
+    bin,
+    mcp::{Server, is_error, structured},
+    sandbox::Sandbox,
+};
 use rmcp::ServiceExt;
 use rmcp::model::CallToolRequestParams;
 use rmcp::transport::TokioChildProcess;
@@ -69,7 +71,7 @@ async fn serve_mirroring(sb: &Sandbox, file: &Path) -> Server {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_memory_reads_what_mem0_queue_wrote_and_keeps_its_own_lines() {
     let Some(js) = server_memory() else { return };
-    let sb = Sandbox::new();
+    let sb = Sandbox::new(bin!());
     let file = sb.root().join("memory.jsonl");
     // server-memory's own entity, written by server-memory itself.
     server_memory_call(
@@ -142,7 +144,7 @@ async fn server_memory_reads_what_mem0_queue_wrote_and_keeps_its_own_lines() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn four_processes_leave_a_file_that_parses_and_holds_every_memory() {
-    let sb = Sandbox::new();
+    let sb = Sandbox::new(bin!());
     let file = sb.root().join("memory.jsonl");
     let mut servers = Vec::new();
     for _ in 0..4 {
@@ -181,7 +183,7 @@ async fn four_processes_leave_a_file_that_parses_and_holds_every_memory() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graph_import_reads_a_server_memory_file_and_refuses_a_bad_one() {
-    let sb = Sandbox::new();
+    let sb = Sandbox::new(bin!());
     let file = sb.root().join("theirs.jsonl");
     std::fs::write(
         &file,

@@ -5,8 +5,6 @@
 //! process group is killed right after the hook returns, as Claude Code
 //! does when it exits.
 
-mod ops_common;
-
 use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::process::Stdio;
@@ -14,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use mem0_queue::store::State;
 use mem0_queue_testkit::mem0_server::{Fault, FaultPlan, Kind, Mem0Server, ServerOptions};
-use ops_common::{Home, enqueue, store};
+use mem0_queue_testkit::{bin, db::store, ops::enqueue, process::running, sandbox::Sandbox};
 
 /// Claude Code's budget for a SessionEnd hook.
 const HOOK_BUDGET: Duration = Duration::from_millis(1500);
@@ -29,17 +27,6 @@ fn session_of(pid: u32) -> Option<u32> {
     rest.split(' ').nth(3)?.parse().ok()
 }
 
-/// Whether a process runs (a zombie waiting for its reaper does not).
-fn running(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| {
-            let rest = stat[stat.rfind(')')? + 2..].to_string();
-            rest.chars().next()
-        })
-        .is_some_and(|state| state != 'Z')
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn returns_at_once_with_stdin_open_and_a_detached_sync_delivers() {
     let srv = Mem0Server::start(ServerOptions {
@@ -52,13 +39,13 @@ async fn returns_at_once_with_stdin_open_and_a_detached_sync_delivers() {
     srv.set_faults(FaultPlan::script([Some(Fault::Latency(
         Duration::from_millis(1500),
     ))]));
-    let home = Home::new();
+    let home = Sandbox::new(bin!());
     let ids = {
-        let mut s = store(&home.data());
+        let mut s = store(&home.data_dir());
         enqueue(&mut s, 1, "hook")
     };
 
-    let mut cmd = home.cmd(&["hook", "session-end"]);
+    let mut cmd = home.ops_command(&["hook", "session-end"]);
     cmd.env("MEM0_API_URL", srv.url())
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
@@ -98,7 +85,7 @@ async fn returns_at_once_with_stdin_open_and_a_detached_sync_delivers() {
     );
 
     // The log names the session and the sync's pid.
-    let log = std::fs::read_to_string(home.data().join("mem0_worker.log")).expect("worker log");
+    let log = std::fs::read_to_string(home.data_dir().join("mem0_worker.log")).expect("worker log");
     let line = log
         .lines()
         .find(|l| l.contains("hook session-end"))
@@ -131,7 +118,7 @@ async fn returns_at_once_with_stdin_open_and_a_detached_sync_delivers() {
 
     let deadline = Instant::now() + DELIVERY_LIMIT;
     loop {
-        let s = store(&home.data());
+        let s = store(&home.data_dir());
         let e = s.get(&ids[0], false).expect("entry");
         if e.state == State::Delivered {
             break;
@@ -140,7 +127,7 @@ async fn returns_at_once_with_stdin_open_and_a_detached_sync_delivers() {
             Instant::now() < deadline,
             "not delivered within {DELIVERY_LIMIT:?}: {:?}\nlog:\n{}",
             e.state,
-            std::fs::read_to_string(home.data().join("mem0_worker.log")).unwrap_or_default()
+            std::fs::read_to_string(home.data_dir().join("mem0_worker.log")).unwrap_or_default()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -156,8 +143,8 @@ async fn returns_at_once_with_stdin_open_and_a_detached_sync_delivers() {
 #[test]
 fn logs_the_session_id_and_returns_fast_with_closed_stdin() {
     // No server configured: the hook says so in the log and starts nothing.
-    let home = Home::new();
-    let mut cmd = home.cmd(&["hook", "session-end"]);
+    let home = Sandbox::new(bin!());
+    let mut cmd = home.ops_command(&["hook", "session-end"]);
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
@@ -172,7 +159,7 @@ fn logs_the_session_id_and_returns_fast_with_closed_stdin() {
     let status = child.wait().expect("wait");
     assert!(status.success());
     assert!(started.elapsed() < HOOK_BUDGET);
-    let log = std::fs::read_to_string(home.data().join("mem0_worker.log")).expect("log");
+    let log = std::fs::read_to_string(home.data_dir().join("mem0_worker.log")).expect("log");
     assert!(log.contains("session sess-42rm-rf (clear)"), "{log}");
     assert!(log.contains("no Mem0 server configured"), "{log}");
 }

@@ -6,12 +6,14 @@
 //! file is backed up with its mode; `--dry-run` writes nothing; uninstall
 //! gives back the other content.
 
-mod ops_common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use ops_common::{Home, bin, ok};
+use mem0_queue_testkit::{
+    bin,
+    ops::{canonical_bin, ok, run, text},
+    sandbox::Sandbox,
+};
 use serde_json::{Value, json};
 
 const CLAUDE_JSON: &str = r#"{
@@ -73,15 +75,24 @@ struct Files {
     settings: PathBuf,
 }
 
-fn setup(home: &Home) -> Files {
-    let config = home.path().join(".claude.json");
-    let settings = home.path().join(".claude/settings.json");
+fn setup(home: &Sandbox) -> Files {
+    let config = home.home().join(".claude.json");
+    let settings = home.home().join(".claude/settings.json");
     std::fs::create_dir_all(settings.parent().expect("parent")).expect("mkdir .claude");
     std::fs::write(&config, CLAUDE_JSON).expect("write .claude.json");
     std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).expect("chmod");
     std::fs::write(&settings, SETTINGS_JSON).expect("write settings.json");
     std::fs::set_permissions(&settings, std::fs::Permissions::from_mode(0o644)).expect("chmod");
     Files { config, settings }
+}
+
+/// Asserts that `config` and `settings` hold the original bytes.
+fn assert_originals(config: &Path, settings: &Path) {
+    assert_eq!(std::fs::read_to_string(config).expect("read"), CLAUDE_JSON);
+    assert_eq!(
+        std::fs::read_to_string(settings).expect("read"),
+        SETTINGS_JSON
+    );
 }
 
 fn read_json(p: &Path) -> Value {
@@ -107,15 +118,6 @@ fn backups(p: &Path) -> Vec<PathBuf> {
     v
 }
 
-/// The binary's canonical path, as the install writes it.
-fn exe() -> String {
-    bin()
-        .canonicalize()
-        .expect("canonical")
-        .display()
-        .to_string()
-}
-
 fn without(mut v: Value, path: &[&str]) -> Value {
     let (last, parents) = path.split_last().expect("path");
     let mut cur = &mut v;
@@ -128,27 +130,20 @@ fn without(mut v: Value, path: &[&str]) -> Value {
 
 #[test]
 fn install_keeps_other_content_is_idempotent_backs_up_and_uninstalls() {
-    let home = Home::new();
+    let home = Sandbox::new(bin!());
     let f = setup(&home);
-    let data = home.data().display().to_string();
+    let data = home.data_dir().display().to_string();
 
     // --dry-run: prints the plan and a diff, writes nothing.
-    let out = ok(home.cmd(&["install", "claude-code", "--dry-run"]));
+    let out = ok(home.ops_command(&["install", "claude-code", "--dry-run"]));
     assert!(out.contains("dry run"), "{out}");
     assert!(out.contains(r#"+    "mem0-queue": {"#), "{out}");
     assert!(out.contains("hook session-end"), "{out}");
-    assert_eq!(
-        std::fs::read_to_string(&f.config).expect("read"),
-        CLAUDE_JSON
-    );
-    assert_eq!(
-        std::fs::read_to_string(&f.settings).expect("read"),
-        SETTINGS_JSON
-    );
+    assert_originals(&f.config, &f.settings);
     assert!(backups(&f.config).is_empty() && backups(&f.settings).is_empty());
 
     // Install.
-    let out = ok(home.cmd(&["install", "claude-code"]));
+    let out = ok(home.ops_command(&["install", "claude-code"]));
     assert!(out.contains("registered the MCP server"), "{out}");
     assert!(out.contains("added the SessionEnd hook"), "{out}");
     assert!(out.contains("Restart Claude Code"), "{out}");
@@ -156,7 +151,7 @@ fn install_keeps_other_content_is_idempotent_backs_up_and_uninstalls() {
     let config = read_json(&f.config);
     assert_eq!(
         config["mcpServers"]["mem0-queue"],
-        json!({"type": "stdio", "command": exe(), "args": ["--data-dir", data, "serve"], "env": {}})
+        json!({"type": "stdio", "command": canonical_bin(bin!()), "args": ["--data-dir", data, "serve"], "env": {}})
     );
     // Everything else is as it was.
     let orig: Value = serde_json::from_str(CLAUDE_JSON).expect("json");
@@ -191,7 +186,7 @@ fn install_keeps_other_content_is_idempotent_backs_up_and_uninstalls() {
     assert_eq!(end[0]["hooks"][0]["command"], "echo goodbye");
     assert_eq!(
         end[1],
-        json!({"hooks": [{"type": "command", "command": format!("{} --data-dir {data} hook session-end", exe()), "timeout": 5}]})
+        json!({"hooks": [{"type": "command", "command": format!("{} --data-dir {data} hook session-end", canonical_bin(bin!())), "timeout": 5}]})
     );
     assert_eq!(
         settings["hooks"]["PreToolUse"],
@@ -203,11 +198,7 @@ fn install_keeps_other_content_is_idempotent_backs_up_and_uninstalls() {
     // One backup of each, holding the original bytes, with its mode.
     let (cb, sb) = (backups(&f.config), backups(&f.settings));
     assert_eq!((cb.len(), sb.len()), (1, 1), "{cb:?} {sb:?}");
-    assert_eq!(std::fs::read_to_string(&cb[0]).expect("read"), CLAUDE_JSON);
-    assert_eq!(
-        std::fs::read_to_string(&sb[0]).expect("read"),
-        SETTINGS_JSON
-    );
+    assert_originals(&cb[0], &sb[0]);
     assert_eq!(mode(&cb[0]), 0o600);
     assert_eq!(mode(&sb[0]), 0o644);
 
@@ -216,7 +207,7 @@ fn install_keeps_other_content_is_idempotent_backs_up_and_uninstalls() {
         std::fs::read(&f.config).expect("read"),
         std::fs::read(&f.settings).expect("read"),
     );
-    let out = ok(home.cmd(&["install", "claude-code"]));
+    let out = ok(home.ops_command(&["install", "claude-code"]));
     assert!(out.contains("nothing to change"), "{out}");
     assert!(out.contains("registered already"), "{out}");
     assert_eq!(std::fs::read(&f.config).expect("read"), before.0);
@@ -227,12 +218,12 @@ fn install_keeps_other_content_is_idempotent_backs_up_and_uninstalls() {
     );
 
     // A dry-run uninstall writes nothing either.
-    let out = ok(home.cmd(&["uninstall", "claude-code", "--dry-run"]));
+    let out = ok(home.ops_command(&["uninstall", "claude-code", "--dry-run"]));
     assert!(out.contains(r#"-    "mem0-queue": {"#), "{out}");
     assert_eq!(std::fs::read(&f.config).expect("read"), before.0);
 
     // Uninstall: the other content is back, in meaning and order.
-    let out = ok(home.cmd(&["uninstall", "claude-code"]));
+    let out = ok(home.ops_command(&["uninstall", "claude-code"]));
     assert!(out.contains("removed the MCP server"), "{out}");
     assert!(out.contains("removed the SessionEnd hook"), "{out}");
     assert_eq!(read_json(&f.config), orig);
@@ -240,31 +231,24 @@ fn install_keeps_other_content_is_idempotent_backs_up_and_uninstalls() {
         read_json(&f.settings),
         serde_json::from_str::<Value>(SETTINGS_JSON).expect("json")
     );
-    assert_eq!(
-        std::fs::read_to_string(&f.config).expect("read"),
-        CLAUDE_JSON
-    );
-    assert_eq!(
-        std::fs::read_to_string(&f.settings).expect("read"),
-        SETTINGS_JSON
-    );
+    assert_originals(&f.config, &f.settings);
     assert_eq!(mode(&f.config), 0o600);
 
     // Uninstalling again finds nothing to remove.
-    let out = ok(home.cmd(&["uninstall", "claude-code"]));
+    let out = ok(home.ops_command(&["uninstall", "claude-code"]));
     assert!(out.contains("nothing to change"), "{out}");
 }
 
 #[test]
 fn install_into_a_fresh_home_creates_both_files_and_uninstall_empties_them() {
-    let home = Home::new();
-    let config = home.path().join(".claude.json");
-    let settings = home.path().join(".claude/settings.json");
+    let home = Sandbox::new(bin!());
+    let config = home.home().join(".claude.json");
+    let settings = home.home().join(".claude/settings.json");
 
-    ok(home.cmd(&["install", "claude-code"]));
+    ok(home.ops_command(&["install", "claude-code"]));
     assert_eq!(
         read_json(&config)["mcpServers"]["mem0-queue"]["command"],
-        Value::String(exe())
+        Value::String(canonical_bin(bin!()))
     );
     assert!(
         read_json(&settings)["hooks"]["SessionEnd"][0]["hooks"][0]["command"]
@@ -275,7 +259,7 @@ fn install_into_a_fresh_home_creates_both_files_and_uninstall_empties_them() {
     assert_eq!(mode(&config), 0o600);
     assert!(backups(&config).is_empty(), "nothing to back up");
 
-    ok(home.cmd(&["uninstall", "claude-code"]));
+    ok(home.ops_command(&["uninstall", "claude-code"]));
     // An emptied `mcpServers` stays, as Claude Code keeps one; the hook's
     // emptied containers go.
     assert_eq!(read_json(&config), json!({"mcpServers": {}}));
@@ -284,10 +268,10 @@ fn install_into_a_fresh_home_creates_both_files_and_uninstall_empties_them() {
 
 #[test]
 fn a_moved_binary_updates_the_entries_in_place_and_keeps_a_user_env() {
-    let home = Home::new();
-    let config = home.path().join(".claude.json");
-    let settings = home.path().join(".claude/settings.json");
-    std::fs::create_dir_all(home.path().join(".claude")).expect("mkdir");
+    let home = Sandbox::new(bin!());
+    let config = home.home().join(".claude.json");
+    let settings = home.home().join(".claude/settings.json");
+    std::fs::create_dir_all(home.home().join(".claude")).expect("mkdir");
     std::fs::write(
         &config,
         r#"{"mcpServers": {"mem0-queue": {"type": "stdio", "command": "/old/mem0-queue", "args": ["serve"], "env": {"MEM0_API_KEY": "k"}}}}"#,
@@ -299,13 +283,13 @@ fn a_moved_binary_updates_the_entries_in_place_and_keeps_a_user_env() {
     )
     .expect("write");
 
-    let out = ok(home.cmd(&["install", "claude-code"]));
+    let out = ok(home.ops_command(&["install", "claude-code"]));
     assert!(out.contains("updated the MCP server"), "{out}");
     assert!(out.contains("updated the SessionEnd hook"), "{out}");
     let c = read_json(&config);
     assert_eq!(
         c["mcpServers"]["mem0-queue"]["command"],
-        Value::String(exe())
+        Value::String(canonical_bin(bin!()))
     );
     assert_eq!(
         c["mcpServers"]["mem0-queue"]["env"],
@@ -318,17 +302,17 @@ fn a_moved_binary_updates_the_entries_in_place_and_keeps_a_user_env() {
         groups[0]["hooks"][0]["command"]
             .as_str()
             .expect("command")
-            .starts_with(&exe())
+            .starts_with(&canonical_bin(bin!()))
     );
 }
 
 #[test]
 fn a_broken_claude_json_is_left_untouched_with_a_clear_error() {
-    let home = Home::new();
-    let config = home.path().join(".claude.json");
+    let home = Sandbox::new(bin!());
+    let config = home.home().join(".claude.json");
     std::fs::write(&config, "{ not json").expect("write");
-    let o = ops_common::run(home.cmd(&["install", "claude-code"]));
-    let (_, err) = ops_common::text(&o);
+    let o = run(home.ops_command(&["install", "claude-code"]));
+    let (_, err) = text(&o);
     assert_ne!(o.status.code(), Some(0));
     assert!(
         err.contains(".claude.json") && err.contains("not valid JSON"),
@@ -342,16 +326,16 @@ fn a_broken_claude_json_is_left_untouched_with_a_clear_error() {
 
 #[test]
 fn an_empty_mcp_servers_round_trips_and_a_symlinked_file_stays_a_symlink() {
-    let home = Home::new();
-    let dotfiles = home.path().join("dotfiles");
+    let home = Sandbox::new(bin!());
+    let dotfiles = home.home().join("dotfiles");
     std::fs::create_dir_all(&dotfiles).expect("mkdir");
     let real = dotfiles.join("claude.json");
     let original = "{\n  \"mcpServers\": {},\n  \"tipsHistory\": {\n    \"x\": 1\n  }\n}\n";
     std::fs::write(&real, original).expect("write");
-    let link = home.path().join(".claude.json");
+    let link = home.home().join(".claude.json");
     std::os::unix::fs::symlink(&real, &link).expect("symlink");
 
-    ok(home.cmd(&["install", "claude-code"]));
+    ok(home.ops_command(&["install", "claude-code"]));
     assert!(
         std::fs::symlink_metadata(&link)
             .expect("stat")
@@ -361,9 +345,9 @@ fn an_empty_mcp_servers_round_trips_and_a_symlinked_file_stays_a_symlink() {
     );
     assert_eq!(
         read_json(&real)["mcpServers"]["mem0-queue"]["command"],
-        Value::String(exe())
+        Value::String(canonical_bin(bin!()))
     );
-    ok(home.cmd(&["uninstall", "claude-code"]));
+    ok(home.ops_command(&["uninstall", "claude-code"]));
     assert!(
         std::fs::symlink_metadata(&link)
             .expect("stat")

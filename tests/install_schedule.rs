@@ -6,22 +6,16 @@
 //! command succeeds in every case, saying what to run. `--cron` prints the
 //! crontab line and writes nothing. (The real systemd is never touched.)
 
-mod ops_common;
-
 use std::path::{Path, PathBuf};
 
-use ops_common::{Home, bin, ok};
+use mem0_queue_testkit::{
+    bin,
+    ops::{canonical_bin, ok},
+    sandbox::Sandbox,
+};
 
-fn exe() -> String {
-    bin()
-        .canonicalize()
-        .expect("canonical")
-        .display()
-        .to_string()
-}
-
-fn units(home: &Home) -> (PathBuf, PathBuf) {
-    let dir = home.path().join(".config/systemd/user");
+fn units(home: &Sandbox) -> (PathBuf, PathBuf) {
+    let dir = home.home().join(".config/systemd/user");
     (
         dir.join("mem0-queue-sync.service"),
         dir.join("mem0-queue-sync.timer"),
@@ -30,8 +24,8 @@ fn units(home: &Home) -> (PathBuf, PathBuf) {
 
 /// A fake systemctl that appends its arguments to `calls` and succeeds;
 /// `is-active` answers "active" once `enable` was called.
-fn working_systemctl(home: &Home) -> PathBuf {
-    let calls = home.path().join("systemctl.calls");
+fn working_systemctl(home: &Sandbox) -> PathBuf {
+    let calls = home.home().join("systemctl.calls");
     home.fake_tool(
         "systemctl",
         &format!(
@@ -43,7 +37,7 @@ case "$*" in
 esac
 exit 0"#,
             calls = calls.display(),
-            enabled = home.path().join("systemctl.enabled").display()
+            enabled = home.home().join("systemctl.enabled").display()
         ),
     );
     calls
@@ -60,18 +54,18 @@ fn calls(p: &Path) -> Vec<String> {
 #[cfg(target_os = "linux")]
 #[test]
 fn systemd_units_are_written_enabled_idempotent_and_removed() {
-    let home = Home::new();
+    let home = Sandbox::new(bin!());
     let log = working_systemctl(&home);
     let (service, timer) = units(&home);
-    let data = home.data().display().to_string();
+    let data = home.data_dir().display().to_string();
 
     // Dry run: the plan, nothing written, systemctl not called.
-    let out = ok(home.cmd(&["install", "schedule", "--dry-run"]));
+    let out = ok(home.ops_command(&["install", "schedule", "--dry-run"]));
     assert!(out.contains("+OnCalendar=*:0/10"), "{out}");
     assert!(!service.exists() && !timer.exists());
     assert!(calls(&log).is_empty());
 
-    let out = ok(home.cmd(&["install", "schedule"]));
+    let out = ok(home.ops_command(&["install", "schedule"]));
     assert!(out.contains("ran: systemctl --user daemon-reload"), "{out}");
     assert!(
         out.contains("ran: systemctl --user enable --now mem0-queue-sync.timer"),
@@ -82,7 +76,7 @@ fn systemd_units_are_written_enabled_idempotent_and_removed() {
     assert!(
         s.contains(&format!(
             "\nExecStart={} --data-dir {data} sync --max-duration 9m\n",
-            exe()
+            canonical_bin(bin!())
         )),
         "{s}"
     );
@@ -105,7 +99,7 @@ fn systemd_units_are_written_enabled_idempotent_and_removed() {
         std::fs::read(&service).expect("read"),
         std::fs::read(&timer).expect("read"),
     );
-    let out = ok(home.cmd(&["install", "schedule"]));
+    let out = ok(home.ops_command(&["install", "schedule"]));
     assert!(out.contains("up to date; unchanged"), "{out}");
     assert!(out.contains("active already; nothing to change"), "{out}");
     assert_eq!(std::fs::read(&service).expect("read"), before.0);
@@ -121,7 +115,7 @@ fn systemd_units_are_written_enabled_idempotent_and_removed() {
 
     // A hand-edited unit is backed up before it is rewritten.
     std::fs::write(&timer, "# my edit\n").expect("edit");
-    let out = ok(home.cmd(&["install", "schedule"]));
+    let out = ok(home.ops_command(&["install", "schedule"]));
     assert!(out.contains("backup:"), "{out}");
     assert_eq!(std::fs::read(&timer).expect("read"), before.1);
     let backups: Vec<_> = std::fs::read_dir(timer.parent().expect("dir"))
@@ -140,11 +134,11 @@ fn systemd_units_are_written_enabled_idempotent_and_removed() {
     );
 
     // Uninstall: disabled, files gone.
-    let out = ok(home.cmd(&["uninstall", "schedule"]));
+    let out = ok(home.ops_command(&["uninstall", "schedule"]));
     assert!(out.contains("removed"), "{out}");
     assert!(!service.exists() && !timer.exists());
     assert!(calls(&log).contains(&"--user disable --now mem0-queue-sync.timer".to_string()));
-    let out = ok(home.cmd(&["uninstall", "schedule"]));
+    let out = ok(home.ops_command(&["uninstall", "schedule"]));
     assert!(out.contains("nothing to change"), "{out}");
 }
 
@@ -152,13 +146,13 @@ fn systemd_units_are_written_enabled_idempotent_and_removed() {
 #[test]
 fn without_a_usable_systemctl_the_files_are_written_and_the_commands_printed() {
     // systemctl present but without a user session, as in a container.
-    let home = Home::new();
+    let home = Sandbox::new(bin!());
     home.fake_tool(
         "systemctl",
         "echo 'Failed to connect to bus: No medium found' >&2; exit 1",
     );
     let (service, timer) = units(&home);
-    let out = ok(home.cmd(&["install", "schedule"]));
+    let out = ok(home.ops_command(&["install", "schedule"]));
     assert!(service.exists() && timer.exists());
     assert!(out.contains("Failed to connect to bus"), "{out}");
     assert!(
@@ -167,40 +161,40 @@ fn without_a_usable_systemctl_the_files_are_written_and_the_commands_printed() {
     );
 
     // No systemctl at all.
-    let home = Home::new();
+    let home = Sandbox::new(bin!());
     let (service, timer) = units(&home);
-    let out = ok(home.cmd(&["install", "schedule"]));
+    let out = ok(home.ops_command(&["install", "schedule"]));
     assert!(service.exists() && timer.exists());
     assert!(out.contains("systemctl is not installed"), "{out}");
     assert!(out.contains("systemctl --user daemon-reload"), "{out}");
-    let out = ok(home.cmd(&["uninstall", "schedule"]));
+    let out = ok(home.ops_command(&["uninstall", "schedule"]));
     assert!(!service.exists() && !timer.exists(), "{out}");
 }
 
 #[test]
 fn cron_prints_the_line_and_writes_nothing() {
-    let home = Home::new();
-    let before: Vec<_> = std::fs::read_dir(home.path())
+    let home = Sandbox::new(bin!());
+    let before: Vec<_> = std::fs::read_dir(home.home())
         .expect("ls")
         .filter_map(Result::ok)
         .map(|e| e.file_name())
         .collect();
-    let out = ok(home.cmd(&["install", "schedule", "--cron"]));
+    let out = ok(home.ops_command(&["install", "schedule", "--cron"]));
     let line = format!(
         "*/10 * * * * {} --data-dir {data} sync --max-duration 9m >> {data}/mem0_worker.log 2>&1",
-        exe(),
-        data = home.data().display()
+        canonical_bin(bin!()),
+        data = home.data_dir().display()
     );
     assert!(
         out.lines().any(|l| l == line),
         "expected\n{line}\nin\n{out}"
     );
-    let after: Vec<_> = std::fs::read_dir(home.path())
+    let after: Vec<_> = std::fs::read_dir(home.home())
         .expect("ls")
         .filter_map(Result::ok)
         .map(|e| e.file_name())
         .collect();
     assert_eq!(before, after, "nothing written");
-    assert!(!home.path().join(".config").exists());
-    assert!(!home.path().join("Library").exists());
+    assert!(!home.home().join(".config").exists());
+    assert!(!home.home().join("Library").exists());
 }

@@ -2,17 +2,18 @@
 //! nothing; a read-only data dir, a full disk and a corrupt queue file each
 //! get a plain answer and leave the data as it was.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::time::{Duration, Instant};
 
-use common::{Sandbox, Server, count, fingerprint, integrity, is_error, structured, text};
 use mem0_queue_testkit::checker;
 use mem0_queue_testkit::mem0_server::{Kind, Mem0Server, ServerOptions};
+use mem0_queue_testkit::{
+    bin,
+    db::{count, fingerprint, integrity},
+    mcp::{Server, is_error, structured, text},
+    sandbox::Sandbox,
+};
 use serde_json::{Value, json};
 
 /// Asserts a refused save: an error result whose text starts "NOT QUEUED"
@@ -30,7 +31,7 @@ fn assert_not_queued(r: &rmcp::model::CallToolResult, reason: &str, what: &str) 
 
 #[tokio::test]
 async fn invalid_saves_are_not_queued_and_change_nothing() {
-    let sb = Sandbox::new();
+    let sb = Sandbox::new(bin!());
     let server = sb.serve(&[]).await;
     let ok = server
         .save(json!({"content": "a valid memory first"}))
@@ -137,7 +138,7 @@ async fn invalid_saves_are_not_queued_and_change_nothing() {
 
 #[tokio::test]
 async fn a_smaller_max_content_bytes_is_enforced() {
-    let sb = Sandbox::new();
+    let sb = Sandbox::new(bin!());
     let server = sb.serve(&["--set", "max_content_bytes=100"]).await;
     server.save(json!({"content": "seed the database"})).await;
     let before = fingerprint(&sb.db());
@@ -154,7 +155,7 @@ async fn a_smaller_max_content_bytes_is_enforced() {
 
 #[tokio::test]
 async fn recent_with_a_bad_limit_is_an_error_and_changes_nothing() {
-    let sb = Sandbox::new();
+    let sb = Sandbox::new(bin!());
     let server = sb.serve(&[]).await;
     server.save(json!({"content": "something to list"})).await;
     let before = fingerprint(&sb.db());
@@ -229,21 +230,13 @@ fn chmod(p: &Path, mode: u32) {
         .unwrap_or_else(|e| panic!("chmod {mode:o} {}: {e}", p.display()));
 }
 
-#[tokio::test]
-async fn a_read_only_data_dir_gets_a_plain_not_queued() {
-    let sb = Sandbox::new();
-    // The DB exists, with one entry, written by a first server.
-    let first = sb.serve(&[]).await;
-    let r = first
-        .save(json!({"content": "saved before the dir became read-only"}))
-        .await;
-    assert!(!is_error(&r));
-    first.stop().await;
-    let before = fingerprint(&sb.db());
-
-    let uid = hand_over(&sb, &[&sb.data_dir()]);
+/// Makes the data dir read-only (0500), starts `serve` on it and saves one
+/// memory, then makes the dir writable again: the save's reply, or why the
+/// server did not start.
+async fn save_on_read_only_data_dir(sb: &Sandbox) -> Result<rmcp::model::CallToolResult, String> {
+    let uid = hand_over(sb, &[&sb.data_dir()]);
     chmod(&sb.data_dir(), 0o500);
-    let started = Server::try_start(serve_as(&sb, uid, &sb.data_dir())).await;
+    let started = Server::try_start(serve_as(sb, uid, &sb.data_dir())).await;
     let reply = match started {
         Ok(server) => {
             let r = server.save(json!({"content": "cannot be written"})).await;
@@ -253,6 +246,22 @@ async fn a_read_only_data_dir_gets_a_plain_not_queued() {
         Err(e) => Err(e),
     };
     chmod(&sb.data_dir(), 0o700);
+    reply
+}
+
+#[tokio::test]
+async fn a_read_only_data_dir_gets_a_plain_not_queued() {
+    let sb = Sandbox::new(bin!());
+    // The DB exists, with one entry, written by a first server.
+    let first = sb.serve(&[]).await;
+    let r = first
+        .save(json!({"content": "saved before the dir became read-only"}))
+        .await;
+    assert!(!is_error(&r));
+    first.stop().await;
+    let before = fingerprint(&sb.db());
+
+    let reply = save_on_read_only_data_dir(&sb).await;
     assert_eq!(fingerprint(&sb.db()), before, "the queue changed");
     match reply {
         Ok(r) => assert_not_queued(&r, "read-only", "read-only data dir"),
@@ -264,20 +273,9 @@ async fn a_read_only_data_dir_gets_a_plain_not_queued() {
 
 #[tokio::test]
 async fn a_fresh_read_only_data_dir_gets_a_plain_not_queued() {
-    let sb = Sandbox::new();
+    let sb = Sandbox::new(bin!());
     std::fs::create_dir(sb.data_dir()).expect("mkdir data");
-    let uid = hand_over(&sb, &[&sb.data_dir()]);
-    chmod(&sb.data_dir(), 0o500);
-    let started = Server::try_start(serve_as(&sb, uid, &sb.data_dir())).await;
-    let reply = match started {
-        Ok(server) => {
-            let r = server.save(json!({"content": "cannot be written"})).await;
-            server.stop().await;
-            Ok(r)
-        }
-        Err(e) => Err(e),
-    };
-    chmod(&sb.data_dir(), 0o700);
+    let reply = save_on_read_only_data_dir(&sb).await;
     assert!(
         !sb.db().exists() || count(&sb.db()) == 0,
         "nothing may be queued"
@@ -297,6 +295,18 @@ async fn a_fresh_read_only_data_dir_gets_a_plain_not_queued() {
 struct Tmpfs(PathBuf);
 
 impl Tmpfs {
+    /// A `size` tmpfs at `disk/` in the sandbox, or `None` (said as a
+    /// SKIPPED `case`) where it cannot be mounted.
+    fn in_sandbox(sb: &Sandbox, size: &str, case: &str) -> Option<Self> {
+        match Self::mount(sb.root().join("disk"), size) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                println!("SKIPPED {case} case: {e} (it needs root and tmpfs)");
+                None
+            }
+        }
+    }
+
     fn mount(at: PathBuf, size: &str) -> Result<Self, String> {
         std::fs::create_dir_all(&at).map_err(|e| e.to_string())?;
         let out = std::process::Command::new("mount")
@@ -367,13 +377,9 @@ fn fill(dir: &Path) -> PathBuf {
 
 #[tokio::test]
 async fn a_full_disk_gets_not_queued_and_the_db_stays_sound() {
-    let sb = Sandbox::new();
-    let disk = match Tmpfs::mount(sb.root().join("disk"), "600k") {
-        Ok(d) => d,
-        Err(e) => {
-            println!("SKIPPED full-disk case: {e} (it needs root and tmpfs)");
-            return;
-        }
+    let sb = Sandbox::new(bin!());
+    let Some(disk) = Tmpfs::in_sandbox(&sb, "600k", "full-disk") else {
+        return;
     };
     let data = disk.0.join("data");
     let server = Server::start(sb.command_in(&data, &["serve"])).await;
@@ -423,7 +429,8 @@ async fn a_full_disk_gets_not_queued_and_the_db_stays_sound() {
     .await;
     // Async: the test server runs on this test's (single-threaded) runtime.
     let mut sync = sb.command_in(&data, &["sync"]);
-    sync.env("MEM0_API_URL", mem0.url()).stdin(Stdio::null());
+    sync.env("MEM0_API_URL", mem0.url())
+        .stdin(std::process::Stdio::null());
     let out = tokio::process::Command::from(sync)
         .output()
         .await
@@ -449,13 +456,9 @@ async fn a_full_disk_gets_not_queued_and_the_db_stays_sound() {
 /// that eats the space the queue needs.
 #[tokio::test]
 async fn a_failed_policy_cache_write_leaves_no_partial_file() {
-    let sb = Sandbox::new();
-    let disk = match Tmpfs::mount(sb.root().join("disk"), "300k") {
-        Ok(d) => d,
-        Err(e) => {
-            println!("SKIPPED small-disk case: {e} (it needs root and tmpfs)");
-            return;
-        }
+    let sb = Sandbox::new(bin!());
+    let Some(disk) = Tmpfs::in_sandbox(&sb, "300k", "small-disk") else {
+        return;
     };
     let data = disk.0.join("data");
     let server = Server::start(sb.command_in(&data, &["serve"])).await;
@@ -485,7 +488,7 @@ async fn a_failed_policy_cache_write_leaves_no_partial_file() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_corrupt_queue_file_is_named_and_left_untouched() {
-    let sb = Sandbox::new();
+    let sb = Sandbox::new(bin!());
     std::fs::create_dir(sb.data_dir()).expect("mkdir data");
     // 8 KiB of pseudo-random bytes: not an SQLite header.
     let mut x: u64 = 0x9E37_79B9_7F4A_7C15;

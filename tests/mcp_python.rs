@@ -6,11 +6,11 @@
 //! Without the SDK (`pip install mcp jsonschema`) the test prints SKIPPED
 //! and passes, except under CI (env CI set), where it fails.
 
-mod common;
-
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use mem0_queue_testkit::{bin, wait};
 
 /// The script's exit code when its Python packages are missing.
 const EXIT_SKIPPED: i32 = 3;
@@ -38,7 +38,7 @@ fn python_sdk_client_and_official_schemas() {
 
     let mut cmd = Command::new("python3");
     cmd.arg(&script)
-        .arg(common::BIN)
+        .arg(bin!())
         .arg(&schemas)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -55,7 +55,11 @@ fn python_sdk_client_and_official_schemas() {
         }
         Err(e) => panic!("cannot run python3: {e}"),
     };
-    let out = wait_output(child, Duration::from_secs(180));
+    let out = wait::output(
+        child,
+        Duration::from_secs(180),
+        "the Python MCP client check",
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     print!("{stdout}");
@@ -68,38 +72,4 @@ fn python_sdk_client_and_official_schemas() {
         out.status
     );
     assert!(stdout.contains("PASSED"), "{stdout}\n{stderr}");
-}
-
-/// Collects a child's output, killing it past `limit`.
-fn wait_output(mut child: std::process::Child, limit: Duration) -> std::process::Output {
-    use std::io::Read;
-    let mut stdout = child.stdout.take().expect("stdout");
-    let mut stderr = child.stderr.take().expect("stderr");
-    let out_reader = std::thread::spawn(move || {
-        let mut b = Vec::new();
-        let _ = stdout.read_to_end(&mut b);
-        b
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut b = Vec::new();
-        let _ = stderr.read_to_end(&mut b);
-        b
-    });
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("try_wait") {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the Python MCP client check did not finish within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    std::process::Output {
-        status,
-        stdout: out_reader.join().expect("stdout reader"),
-        stderr: err_reader.join().expect("stderr reader"),
-    }
 }

@@ -3,15 +3,19 @@
 //! project, the tool annotations and schemas, and a stdout that carries only
 //! JSON-RPC.
 
-mod common;
-
 use std::io::{BufRead, BufReader, Write};
 use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{Sandbox, count, is_error, structured, text};
 use mem0_queue::store::{State, Store};
+use mem0_queue_testkit::{
+    bin,
+    db::count,
+    mcp::{Server, is_error, structured, text},
+    sandbox::Sandbox,
+    wait,
+};
 use serde_json::{Value, json};
 
 /// A save on a small queue answers well inside this (debug build included).
@@ -19,7 +23,7 @@ const FAST: Duration = Duration::from_secs(2);
 
 #[tokio::test]
 async fn save_replies_queued_fast_and_the_entry_is_on_disk() {
-    let sb = Sandbox::new();
+    let sb = Sandbox::new(bin!());
     let server = sb.serve(&[]).await;
     let content = "Decision: the queue is one SQLite file in WAL mode";
     let started = Instant::now();
@@ -70,7 +74,7 @@ async fn save_replies_queued_fast_and_the_entry_is_on_disk() {
 
 #[tokio::test]
 async fn the_same_text_twice_is_one_entry() {
-    let sb = Sandbox::new();
+    let sb = Sandbox::new(bin!());
     let server = sb.serve(&[]).await;
     let args = json!({"content": "Preference: answers in French", "project": "p1"});
     let first = server.save(args.clone()).await;
@@ -99,7 +103,7 @@ async fn the_same_text_twice_is_one_entry() {
     server.stop().await;
 }
 
-async fn project_of_a_save_without_one(sb: &Sandbox, server: common::Server) -> String {
+async fn project_of_a_save_without_one(sb: &Sandbox, server: Server) -> String {
     let r = server.save(json!({"content": "no project named"})).await;
     assert!(!is_error(&r), "{}", text(&r));
     let id = structured(&r)["id"].as_str().expect("id").to_string();
@@ -113,14 +117,14 @@ async fn project_of_a_save_without_one(sb: &Sandbox, server: common::Server) -> 
 
 #[tokio::test]
 async fn the_default_project_is_default_when_nothing_is_configured() {
-    let sb = Sandbox::new();
+    let sb = Sandbox::new(bin!());
     let server = sb.serve(&[]).await;
     assert_eq!(project_of_a_save_without_one(&sb, server).await, "default");
 }
 
 #[tokio::test]
 async fn the_default_project_comes_from_the_set_flag() {
-    let sb = Sandbox::new();
+    let sb = Sandbox::new(bin!());
     let server = sb.serve(&["--set", "default_project=flag-project"]).await;
     assert_eq!(
         project_of_a_save_without_one(&sb, server).await,
@@ -130,10 +134,10 @@ async fn the_default_project_comes_from_the_set_flag() {
 
 #[tokio::test]
 async fn the_default_project_comes_from_the_environment() {
-    let sb = Sandbox::new();
+    let sb = Sandbox::new(bin!());
     let mut cmd = sb.command(&["serve"]);
     cmd.env("MEM0_QUEUE_DEFAULT_PROJECT", "env-project");
-    let server = common::Server::start(cmd).await;
+    let server = Server::start(cmd).await;
     assert_eq!(
         project_of_a_save_without_one(&sb, server).await,
         "env-project"
@@ -142,7 +146,7 @@ async fn the_default_project_comes_from_the_environment() {
 
 #[tokio::test]
 async fn recent_lists_newest_first_and_bounds_its_limit() {
-    let sb = Sandbox::new();
+    let sb = Sandbox::new(bin!());
     let server = sb.serve(&[]).await;
     let mut ids = Vec::new();
     for (i, project) in ["alpha", "beta", "alpha"].iter().enumerate() {
@@ -194,7 +198,7 @@ async fn recent_lists_newest_first_and_bounds_its_limit() {
 
 #[tokio::test]
 async fn status_says_mem0_is_not_configured() {
-    let sb = Sandbox::new();
+    let sb = Sandbox::new(bin!());
     let server = sb.serve(&[]).await;
     server.save(json!({"content": "one pending memory"})).await;
     let r = server.call("mem0_queue_status", json!({})).await;
@@ -255,7 +259,7 @@ fn nonstandard_formats(v: &Value, path: &str, out: &mut Vec<String>) {
 
 #[tokio::test]
 async fn tools_list_has_honest_annotations_and_standard_schemas() {
-    let sb = Sandbox::new();
+    let sb = Sandbox::new(bin!());
     let server = sb.serve(&[]).await;
     let tools = server.client.list_all_tools().await.expect("tools/list");
     let tools: Vec<Value> = tools
@@ -318,7 +322,7 @@ fn line_reader(pipe: impl std::io::Read + Send + 'static) -> mpsc::Receiver<Stri
 
 #[test]
 fn stdout_carries_only_json_rpc_and_stderr_no_memory_text() {
-    let sb = Sandbox::new();
+    let sb = Sandbox::new(bin!());
     let mut child = sb
         .command(&["serve"])
         .env("MEM0_QUEUE_LOG", "debug")
@@ -374,7 +378,6 @@ fn stdout_carries_only_json_rpc_and_stderr_no_memory_text() {
     send(json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call",
         "params": {"name": "mem0_queue_status", "arguments": {}}}));
     expect_reply(5, &mut lines);
-    drop(send);
     drop(stdin); // EOF: the server exits.
 
     // Whatever else reaches stdout before exit must be JSON-RPC too.
@@ -385,7 +388,7 @@ fn stdout_carries_only_json_rpc_and_stderr_no_memory_text() {
         assert_eq!(v["jsonrpc"], "2.0", "not JSON-RPC: {line}");
         lines.push(line);
     }
-    let status = wait(&mut child, Duration::from_secs(30));
+    let status = wait::child(&mut child, Duration::from_secs(30), "the server");
     assert!(status.success(), "serve exited with {status} at stdin EOF");
     // The reader thread ends at EOF; collect until then, bounded.
     let mut err = String::new();
@@ -399,21 +402,6 @@ fn stdout_carries_only_json_rpc_and_stderr_no_memory_text() {
         "stderr (at debug level) holds the memory text:\n{err}"
     );
     assert_eq!(count(&sb.db()), 1);
-}
-
-/// Waits for a child with a deadline; kills it and fails past the deadline.
-fn wait(child: &mut std::process::Child, limit: Duration) -> std::process::ExitStatus {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(s) = child.try_wait().expect("try_wait") {
-            return s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the server did not exit within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 fn uuid_like(id: &str) {

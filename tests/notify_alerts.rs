@@ -4,11 +4,14 @@
 //! counts, never a memory's text. Without any notifier, `sync` is unaffected
 //! and the worker log says so once.
 
-mod ops_common;
-
 use std::path::PathBuf;
 
-use ops_common::{Home, enqueue, run, store, text};
+use mem0_queue_testkit::{
+    bin,
+    db::store,
+    ops::{enqueue, run, text},
+    sandbox::Sandbox,
+};
 
 /// A loopback port with nothing listening.
 fn closed_port_url() -> String {
@@ -18,8 +21,8 @@ fn closed_port_url() -> String {
     format!("http://127.0.0.1:{port}")
 }
 
-fn config(home: &Home, notify: bool) {
-    let p = home.path().join(".config/mem0-queue/config.toml");
+fn config(home: &Sandbox, notify: bool) {
+    let p = home.home().join(".config/mem0-queue/config.toml");
     std::fs::create_dir_all(p.parent().expect("dir")).expect("mkdir");
     std::fs::write(
         &p,
@@ -31,8 +34,8 @@ fn config(home: &Home, notify: bool) {
     .expect("write config");
 }
 
-fn sync(home: &Home) -> Option<i32> {
-    let o = run(home.cmd(&["sync", "--max-duration", "20s"]));
+fn sync(home: &Sandbox) -> Option<i32> {
+    let o = run(home.ops_command(&["sync", "--max-duration", "20s"]));
     let (out, err) = text(&o);
     assert!(
         matches!(o.status.code(), Some(75)),
@@ -44,9 +47,9 @@ fn sync(home: &Home) -> Option<i32> {
 #[cfg(not(target_os = "macos"))]
 #[test]
 fn a_warning_is_notified_once_until_it_clears() {
-    let home = Home::new();
+    let home = Sandbox::new(bin!());
     config(&home, true);
-    let calls: PathBuf = home.path().join("notify.calls");
+    let calls: PathBuf = home.home().join("notify.calls");
     home.fake_tool(
         "notify-send",
         &format!(
@@ -55,7 +58,7 @@ fn a_warning_is_notified_once_until_it_clears() {
             calls.display()
         ),
     );
-    enqueue(&mut store(&home.data()), 21, "notify");
+    enqueue(&mut store(&home.data_dir()), 21, "notify");
 
     sync(&home);
     let first = std::fs::read_to_string(&calls).unwrap_or_default();
@@ -72,7 +75,7 @@ fn a_warning_is_notified_once_until_it_clears() {
     sync(&home);
     let second = std::fs::read_to_string(&calls).unwrap_or_default();
     assert_eq!(second, first, "not notified again at the same level");
-    let log = std::fs::read_to_string(home.data().join("mem0_worker.log")).expect("log");
+    let log = std::fs::read_to_string(home.data_dir().join("mem0_worker.log")).expect("log");
     assert_eq!(
         log.matches("notify: mem0-queue WARNING").count(),
         1,
@@ -82,16 +85,16 @@ fn a_warning_is_notified_once_until_it_clears() {
 
 #[test]
 fn without_a_notifier_sync_is_unaffected_and_it_is_logged_once() {
-    let home = Home::new();
+    let home = Sandbox::new(bin!());
     config(&home, true);
-    enqueue(&mut store(&home.data()), 21, "nonotifier");
+    enqueue(&mut store(&home.data_dir()), 21, "nonotifier");
     sync(&home);
     // Reset the level so the next run tries to notify again.
-    store(&home.data())
+    store(&home.data_dir())
         .meta_set("notified_level", "ok")
         .expect("meta");
     sync(&home);
-    let log = std::fs::read_to_string(home.data().join("mem0_worker.log")).expect("log");
+    let log = std::fs::read_to_string(home.data_dir().join("mem0_worker.log")).expect("log");
     assert_eq!(
         log.matches("no desktop notification could be shown")
             .count(),
@@ -102,14 +105,14 @@ fn without_a_notifier_sync_is_unaffected_and_it_is_logged_once() {
 
 #[test]
 fn notify_off_notifies_nothing() {
-    let home = Home::new();
+    let home = Sandbox::new(bin!());
     config(&home, false);
-    let calls: PathBuf = home.path().join("notify.calls");
+    let calls: PathBuf = home.home().join("notify.calls");
     home.fake_tool(
         "notify-send",
         &format!("echo called >> '{}'", calls.display()),
     );
-    enqueue(&mut store(&home.data()), 21, "off");
+    enqueue(&mut store(&home.data_dir()), 21, "off");
     sync(&home);
     assert!(!calls.exists());
 }

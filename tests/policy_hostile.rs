@@ -10,8 +10,6 @@
 //!
 //! The fixtures are real components, built from tests/fixtures/ on first use.
 
-mod policy_support;
-
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -20,10 +18,11 @@ use mem0_queue::policy::{
     Alert, BreakerDecision, Decision, Level, Outcome, PolicyError, PolicyHandle, PolicySource,
     Runtime,
 };
-use policy_support::{
-    TempDir, breaker_input, cli, embedded, entry, failed, fixture, hostile, outcomes, shared_cache,
-    stats, user,
+use mem0_queue_testkit::bin;
+use mem0_queue_testkit::policy::{
+    breaker_input, embedded, entry, failed, fixture, hostile, outcomes, shared_cache, stats, user,
 };
+use mem0_queue_testkit::sandbox::{Sandbox, TempDir};
 
 /// The longest one guarded call may take here. Fuel stops a loop after about
 /// 10 ms of guest code; the bound is generous for a loaded 2-core machine
@@ -45,7 +44,7 @@ fn timed<R>(f: impl FnOnce() -> R) -> R {
 /// Loads `path` on a host of its own, with no fallback: the error of the
 /// load itself, or a component to call directly.
 fn load_alone(path: &Path) -> (Host, Result<wasm::Loaded, PolicyError>) {
-    // Fills the shared cache for it first, alone (see policy_support::runtime).
+    // Fills the shared cache for it first, alone (see mem0_queue_testkit::policy::runtime).
     drop(user(path));
     let host = Host::new().expect("an engine");
     let loaded = std::fs::read(path)
@@ -346,7 +345,7 @@ fn a_trap_or_memory_reason_names_what_the_guest_did() {
 /// whatever text the guest produced.
 #[test]
 fn policy_check_refuses_each_misbehaving_policy_with_one_clean_line() {
-    let tmp = TempDir::new("check-hostile");
+    let tmp = Sandbox::new(bin!());
     for (feature, expect) in [
         ("looping", "ran out of fuel"),
         ("membomb", "memory limit"),
@@ -356,7 +355,8 @@ fn policy_check_refuses_each_misbehaving_policy_with_one_clean_line() {
     ] {
         let path = hostile(feature);
         let start = Instant::now();
-        let out = cli(tmp.path())
+        let out = tmp
+            .command(&[])
             .args(["policy", "check"])
             .arg(&path)
             .output()

@@ -3,8 +3,6 @@
 //! show` on the real binary, the compiled cache, and the host's clamping of
 //! absurd values.
 
-mod policy_support;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -13,9 +11,11 @@ use mem0_queue::policy::{
     PolicySource, Runtime,
 };
 use mem0_queue_policy_sdk::Guest as _;
-use policy_support::{
-    TempDir, breaker_input, cli, embedded, entry, failed, hostile, outcomes, stats, user,
+use mem0_queue_testkit::bin;
+use mem0_queue_testkit::policy::{
+    breaker_input, embedded, entry, failed, fixture, hostile, outcomes, stats, user,
 };
+use mem0_queue_testkit::sandbox::{Sandbox, TempDir};
 use sha2::Digest as _;
 
 fn jitter_path() -> PathBuf {
@@ -387,9 +387,9 @@ fn alerts_row(stdout: &str, pending: u64, failed: u64) -> &str {
 
 #[test]
 fn policy_check_accepts_both_components_and_prints_two_different_schedules() {
-    let tmp = TempDir::new("check");
+    let tmp = Sandbox::new(bin!());
     let run = |path: Option<&Path>| {
-        let mut cmd = cli(tmp.path());
+        let mut cmd = tmp.command(&[]);
         cmd.args(["policy", "check"]);
         if let Some(p) = path {
             cmd.arg(p);
@@ -454,27 +454,28 @@ fn policy_check_accepts_both_components_and_prints_two_different_schedules() {
     assert!(jitter.contains("3 in a row -> continue"), "{jitter}");
 
     // The embedded default was compiled once into DIR/cache.
-    let cache = tmp.path().join("data").join("cache");
+    let cache = tmp.data_dir().join("cache");
     assert_eq!(cwasm_files(&cache).len(), 1, "{}", cache.display());
 }
 
 #[test]
 fn policy_check_on_a_bad_file_fails_with_one_clear_line() {
-    let tmp = TempDir::new("check-bad");
+    let tmp = Sandbox::new(bin!());
     let garbage = tmp.file(
         "garbage.wasm",
         b"this is not a wasm component at all\n\x00\xff",
     );
     let core = tmp.file("core.wasm", b"\0asm\x01\0\0\0");
-    let missing = tmp.path().join("missing.wasm");
-    let wrong_version = policy_support::fixture("wrong-version", None);
+    let missing = tmp.root().join("missing.wasm");
+    let wrong_version = fixture("wrong-version", None);
     for (path, expect) in [
         (&garbage, "not a valid component"),
         (&core, "not a valid component"),
         (&missing, "cannot read the policy file"),
         (&wrong_version, "mem0-queue:policy/policy@0.2.0"),
     ] {
-        let out = cli(tmp.path())
+        let out = tmp
+            .command(&[])
             .args(["policy", "check"])
             .arg(path)
             .output()
@@ -520,29 +521,29 @@ fn show_json(cmd: &mut std::process::Command) -> (Option<i32>, serde_json::Value
 
 #[test]
 fn policy_show_reports_the_source_and_the_cache() {
-    let tmp = TempDir::new("show");
+    let tmp = Sandbox::new(bin!());
     let jitter = jitter_path();
     let jitter_s = jitter.display().to_string();
 
-    let (code, v) = show_json(&mut cli(tmp.path()));
+    let (code, v) = show_json(&mut tmp.command(&[]));
     assert_eq!(code, Some(0), "{v}");
     assert_eq!(v["name"], "default");
     assert_eq!(v["source"], "embedded default");
     assert_eq!(v["configured"], "embedded default (no `policy` configured)");
     assert_eq!(v["broken"], serde_json::Value::Null);
     assert_eq!(v["from_cache"], false, "a fresh data dir has no cache");
-    let (_, v) = show_json(&mut cli(tmp.path()));
+    let (_, v) = show_json(&mut tmp.command(&[]));
     assert_eq!(v["from_cache"], true, "the second run reads the cache");
 
     // --policy, then MEM0_QUEUE_POLICY.
-    let (code, v) = show_json(cli(tmp.path()).arg("--policy").arg(&jitter));
+    let (code, v) = show_json(tmp.command(&[]).arg("--policy").arg(&jitter));
     assert_eq!(code, Some(0), "{v}");
     assert_eq!(v["name"], "jitter");
     assert_eq!(v["source"], jitter_s.as_str());
     assert_eq!(v["configured"], format!("{jitter_s} (set by flag)"));
     assert_eq!(v["from_cache"], false);
     assert_eq!(v["broken"], serde_json::Value::Null);
-    let (code, v) = show_json(cli(tmp.path()).env("MEM0_QUEUE_POLICY", &jitter));
+    let (code, v) = show_json(tmp.command(&[]).env("MEM0_QUEUE_POLICY", &jitter));
     assert_eq!(code, Some(0), "{v}");
     assert_eq!(v["name"], "jitter");
     assert_eq!(
@@ -552,7 +553,8 @@ fn policy_show_reports_the_source_and_the_cache() {
     assert_eq!(v["from_cache"], true);
 
     // The text form.
-    let out = cli(tmp.path())
+    let out = tmp
+        .command(&[])
         .arg("--policy")
         .arg(&jitter)
         .args(["policy", "show"])
@@ -575,7 +577,7 @@ fn policy_show_reports_the_source_and_the_cache() {
 
     // A configured policy that does not load: reported, exit 2, default active.
     let garbage = tmp.file("garbage.wasm", b"garbage");
-    let (code, v) = show_json(cli(tmp.path()).arg("--policy").arg(&garbage));
+    let (code, v) = show_json(tmp.command(&[]).arg("--policy").arg(&garbage));
     assert_eq!(code, Some(2), "{v}");
     assert_eq!(v["name"], "default");
     assert_eq!(v["source"], "embedded default");

@@ -7,21 +7,22 @@
 //!
 //! Saves per `serve` process: `MQ_R2_SAVES` (default [`DEFAULT_SAVES`]).
 
-mod common;
-mod worker_common;
-
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Sandbox, Server, integrity, is_error, structured, text};
 use futures::StreamExt;
+use mem0_queue_testkit::bin;
 use mem0_queue_testkit::checker;
+use mem0_queue_testkit::db::integrity;
+use mem0_queue_testkit::mcp::{Server, is_error, structured, text};
 use mem0_queue_testkit::mem0_server::{FaultPlan, Kind};
 use mem0_queue_testkit::process::{env_or, hook_sync_pid, run_session_end_hook, running};
+use mem0_queue_testkit::sandbox::Sandbox;
+use mem0_queue_testkit::wait::until_async;
+use mem0_queue_testkit::worker::{command, run_to_end, server};
 use serde_json::json;
-use worker_common::{command, run_to_end, server, wait_until};
 
 /// `serve` processes saving at once.
 const PROCESSES: usize = 4;
@@ -55,7 +56,7 @@ const MAX_SYNC_RUNS: usize = 500;
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn r2_four_servers_two_syncs_and_a_hook_lose_and_duplicate_nothing() {
     let saves = env_or("MQ_R2_SAVES", DEFAULT_SAVES);
-    let sb = Sandbox::new();
+    let sb = Arc::new(Sandbox::new(bin!()));
     let srv = server(Kind::Oss, None, 2).await;
     srv.set_faults(FaultPlan {
         latency: Some(SERVER_LATENCY),
@@ -63,14 +64,7 @@ async fn r2_four_servers_two_syncs_and_a_hook_lose_and_duplicate_nothing() {
     });
     let url = srv.url();
     // The data dir and the policy cache exist before the racers start.
-    let (code, err) = run_to_end(command(
-        &sb.home(),
-        &sb.data_dir(),
-        Some(&url),
-        Kind::Oss,
-        &["sync"],
-    ))
-    .await;
+    let (code, err) = run_to_end(command(&sb, Some(&url), Kind::Oss, &["sync"])).await;
     assert_eq!(code, Some(0), "an empty first sync: {err}");
 
     let mut servers = Vec::new();
@@ -87,14 +81,13 @@ async fn r2_four_servers_two_syncs_and_a_hook_lose_and_duplicate_nothing() {
     // finds the queue drained (exit 0).
     let loops: Vec<_> = (0..SYNC_LOOPS)
         .map(|_| {
-            let (home, data, url) = (sb.home(), sb.data_dir(), url.clone());
+            let (sb, url) = (sb.clone(), url.clone());
             let (saving, runs) = (saving.clone(), sync_runs.clone());
             tokio::spawn(async move {
                 for _ in 0..MAX_SYNC_RUNS {
                     let still_saving = saving.load(Ordering::SeqCst);
                     let sync = ["sync", "--max-duration", SYNC_MAX_DURATION];
-                    let (code, err) =
-                        run_to_end(command(&home, &data, Some(&url), Kind::Oss, &sync)).await;
+                    let (code, err) = run_to_end(command(&sb, Some(&url), Kind::Oss, &sync)).await;
                     runs.fetch_add(1, Ordering::SeqCst);
                     assert!(matches!(code, Some(0 | 75)), "sync exit {code:?}: {err}");
                     if code == Some(0) && !still_saving {
@@ -140,7 +133,7 @@ async fn r2_four_servers_two_syncs_and_a_hook_lose_and_duplicate_nothing() {
             .expect("a sync loop");
     }
     let drained_after = started.elapsed();
-    let hook_done = wait_until(DRAIN_BUDGET, || !running(hook_pid)).await;
+    let hook_done = until_async(DRAIN_BUDGET, || !running(hook_pid)).await;
     assert!(hook_done, "the hook's sync ended");
     for s in servers {
         s.stop().await;

@@ -6,16 +6,16 @@
 //! CRITICAL `policy-broken` alert. (`tests/policy_hostile.rs` checks each
 //! misbehaviour against the runtime itself.)
 
-mod policy_support;
-mod worker_common;
-
 use std::collections::HashSet;
 use std::path::PathBuf;
 
+use mem0_queue_testkit::bin;
 use mem0_queue_testkit::checker;
 use mem0_queue_testkit::mem0_server::{Fault, FaultPlan, Kind};
+use mem0_queue_testkit::policy;
+use mem0_queue_testkit::sandbox::{Sandbox, TempDir};
+use mem0_queue_testkit::worker::{command, enqueue_in_dir, run_to_end, server};
 use serde_json::Value;
-use worker_common::{TempDir, command, enqueue_in_dir, run_to_end, server};
 
 /// Entries per policy: a few, each failing once before it is delivered.
 const ENTRIES: usize = 6;
@@ -25,14 +25,11 @@ fn policies(dir: &TempDir) -> Vec<(&'static str, PathBuf)> {
     let garbage = dir.path().join("garbage.wasm");
     std::fs::write(&garbage, b"\0asm this is not a component at all").expect("write garbage");
     vec![
-        ("looping", policy_support::hostile("looping")),
-        ("membomb", policy_support::hostile("membomb")),
-        ("trap", policy_support::hostile("trap")),
-        ("lying-version", policy_support::hostile("lying-version")),
-        (
-            "wrong-version",
-            policy_support::fixture("wrong-version", None),
-        ),
+        ("looping", policy::hostile("looping")),
+        ("membomb", policy::hostile("membomb")),
+        ("trap", policy::hostile("trap")),
+        ("lying-version", policy::hostile("lying-version")),
+        ("wrong-version", policy::fixture("wrong-version", None)),
         ("garbage", garbage),
     ]
 }
@@ -47,14 +44,13 @@ async fn r5_every_hostile_policy_falls_back_and_delivery_goes_on() {
             Some(Fault::Status500),
             ENTRIES,
         )));
-        let home = TempDir::new("r5-home");
-        let data = home.path().join("data");
+        let sb = Sandbox::new(bin!());
+        let data = sb.data_dir();
         let acked: HashSet<String> = enqueue_in_dir(&data, ENTRIES).into_iter().collect();
         let url = srv.url();
         let policy_arg = policy.display().to_string();
         let sync = ["--policy", policy_arg.as_str(), "sync"];
-        let (code, err) =
-            run_to_end(command(home.path(), &data, Some(&url), Kind::Oss, &sync)).await;
+        let (code, err) = run_to_end(command(&sb, Some(&url), Kind::Oss, &sync)).await;
         assert_eq!(
             code,
             Some(0),
@@ -69,7 +65,7 @@ async fn r5_every_hostile_policy_falls_back_and_delivery_goes_on() {
         );
 
         let status = ["--policy", policy_arg.as_str(), "status", "--json"];
-        let mut cmd = command(home.path(), &data, None, Kind::Oss, &status);
+        let mut cmd = command(&sb, None, Kind::Oss, &status);
         cmd.stdout(std::process::Stdio::piped());
         let out = cmd.output().await.expect("status");
         let v: Value = serde_json::from_slice(&out.stdout)
@@ -81,7 +77,7 @@ async fn r5_every_hostile_policy_falls_back_and_delivery_goes_on() {
         assert_eq!(alert["level"], "critical", "{name}: {alert}");
         // Once the policy is no longer configured, the record of its
         // failure raises nothing.
-        let mut cmd = command(home.path(), &data, None, Kind::Oss, &["status", "--json"]);
+        let mut cmd = command(&sb, None, Kind::Oss, &["status", "--json"]);
         cmd.stdout(std::process::Stdio::piped());
         let out = cmd.output().await.expect("status");
         let v: Value = serde_json::from_slice(&out.stdout).expect("status --json");

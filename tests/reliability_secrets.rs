@@ -9,22 +9,23 @@
 //! then). Last, a snooping policy component run by the real binary finds no
 //! file, no environment variable (so not the key) and no network.
 
-mod common;
-mod policy_support;
-mod worker_common;
-
 use std::collections::HashSet;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{Sandbox, Server, structured, text};
+use mem0_queue_testkit::bin;
 use mem0_queue_testkit::checker;
+use mem0_queue_testkit::db;
+use mem0_queue_testkit::mcp::{Server, structured, text};
 use mem0_queue_testkit::mem0_server::{Fault, FaultPlan, Kind};
+use mem0_queue_testkit::policy;
 use mem0_queue_testkit::process::{hook_sync_pid, run_session_end_hook, running};
+use mem0_queue_testkit::sandbox::Sandbox;
+use mem0_queue_testkit::wait::until_async;
+use mem0_queue_testkit::worker::server;
 use serde_json::{Value, json};
-use worker_common::{server, wait_until};
 
 /// The key the test server wants. Distinctive, so a grep finds any copy.
 const KEY: &str = "m0-r7KEY-3f9a1c7e5b2d4a6c8e0f1a2b";
@@ -122,7 +123,7 @@ fn assert_private(data: &Path) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r7_no_key_and_no_memory_text_in_any_log_or_output_and_private_files() {
-    let sb = Sandbox::new();
+    let sb = Sandbox::new(bin!());
     let srv = server(Kind::Oss, Some(KEY), 7).await;
     let url = srv.url();
     let mut out = Outputs::default();
@@ -162,7 +163,7 @@ async fn r7_no_key_and_no_memory_text_in_any_log_or_output_and_private_files() {
         cmd(&sb, &url, WRONG_KEY, &["list", "--state", "dead"]),
     );
     out.run("doctor wrong key", cmd(&sb, &url, WRONG_KEY, &["doctor"]));
-    let dead = worker_common::rows(&sb.db())
+    let dead = db::rows(&sb.db())
         .values()
         .filter(|r| r.state == mem0_queue::store::State::Dead)
         .count();
@@ -186,7 +187,7 @@ async fn r7_no_key_and_no_memory_text_in_any_log_or_output_and_private_files() {
     let id = structured(&r)["id"].as_str().expect("an id").to_string();
     acked.insert(id.clone());
     out.add("serve save reply", serde_json::to_string(&r).expect("json"));
-    let delivered = wait_until(DELIVERY_LIMIT, || srv.count_by_mq_id().contains_key(&id)).await;
+    let delivered = until_async(DELIVERY_LIMIT, || srv.count_by_mq_id().contains_key(&id)).await;
     assert!(delivered, "serve delivers after the 500");
     let r = s.call("mem0_queue_status", json!({})).await;
     out.add("serve status reply", text(&r));
@@ -218,7 +219,7 @@ async fn r7_no_key_and_no_memory_text_in_any_log_or_output_and_private_files() {
     let pid =
         hook_sync_pid(&log, "r7").unwrap_or_else(|| panic!("the hook started no sync:\n{log}"));
     assert!(
-        wait_until(Duration::from_secs(30), || !running(pid)).await,
+        until_async(Duration::from_secs(30), || !running(pid)).await,
         "the hook's sync ended"
     );
 
@@ -280,8 +281,8 @@ async fn r7_no_key_and_no_memory_text_in_any_log_or_output_and_private_files() {
 
 #[test]
 fn r7_a_policy_run_by_the_binary_sees_no_file_no_env_and_no_network() {
-    let snoop = policy_support::hostile("snoop");
-    let sb = Sandbox::new();
+    let snoop = policy::hostile("snoop");
+    let sb = Sandbox::new(bin!());
     let out = sb
         .command(&["status", "--json"])
         .env("MEM0_QUEUE_POLICY", &snoop)

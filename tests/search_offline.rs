@@ -2,10 +2,12 @@
 //! duplicates, through the real binary and a real MCP client, against the
 //! test Mem0 server.
 
-mod common;
-
-use common::{Sandbox, Server, structured, text};
 use mem0_queue_testkit::mem0_server::{Fault, FaultPlan, Kind, Mem0Server, ServerOptions};
+use mem0_queue_testkit::{
+    bin,
+    mcp::{Server, structured, text},
+    sandbox::Sandbox,
+};
 use serde_json::{Value, json};
 
 async fn mem0(kind: Kind) -> Mem0Server {
@@ -43,7 +45,7 @@ fn sources(v: &Value) -> Vec<(String, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_save_is_found_at_once_before_any_delivery() {
-    let sb = Sandbox::new();
+    let sb = Sandbox::new(bin!());
     let server = serve(&sb, None).await;
     let saved = server
         .save(json!({"content": "the staging database lives on port 5433", "project": "ops"}))
@@ -66,7 +68,7 @@ async fn a_save_is_found_at_once_before_any_delivery() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_the_server_down_search_answers_locally_and_says_so() {
-    let sb = Sandbox::new();
+    let sb = Sandbox::new(bin!());
     let m = mem0(Kind::Oss).await;
     let url = m.url();
     // Deliver one memory while the server is up.
@@ -115,7 +117,7 @@ async fn with_the_server_down_search_answers_locally_and_says_so() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_the_server_up_results_merge_without_duplicates() {
     for kind in [Kind::Oss, Kind::Platform] {
-        let sb = Sandbox::new();
+        let sb = Sandbox::new(bin!());
         let m = mem0(kind).await;
         let url = m.url();
         let kind_name = if kind == Kind::Oss { "oss" } else { "platform" };

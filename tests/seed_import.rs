@@ -2,11 +2,13 @@
 //! export`: counts, idempotence, the file left as it was, the same shape
 //! out, and a malformed file refused whole.
 
-mod common;
-
 use std::path::Path;
 
-use common::{Sandbox, connect, count};
+use mem0_queue_testkit::{
+    bin,
+    db::{connect, count, scalar},
+    sandbox::Sandbox,
+};
 use serde_json::{Value, json};
 
 /// A seed file as the Python seed writes it: two queued, one failed, a
@@ -51,26 +53,16 @@ fn import(sb: &Sandbox, file: &Path) -> (bool, String, String) {
 }
 
 fn stat(db: &Path, key: &str) -> Option<i64> {
-    connect(db)
-        .query_row("SELECT value FROM stats WHERE key = ?1", [key], |r| {
-            r.get(0)
-        })
-        .expect("stat")
+    scalar(db, "SELECT value FROM stats WHERE key = ?1", [key])
 }
 
 fn state_count(db: &Path, state: &str) -> i64 {
-    connect(db)
-        .query_row(
-            "SELECT count(*) FROM entries WHERE state = ?1",
-            [state],
-            |r| r.get(0),
-        )
-        .expect("count")
+    scalar(db, "SELECT count(*) FROM entries WHERE state = ?1", [state])
 }
 
 #[test]
 fn import_counts_is_idempotent_and_leaves_the_file_alone() {
-    let sb = Sandbox::new();
+    let sb = Sandbox::new(bin!());
     let text = serde_json::to_string_pretty(&seed()).expect("json");
     let file = write(&sb, "mem0_queue.json", &text);
 
@@ -100,13 +92,11 @@ fn import_counts_is_idempotent_and_leaves_the_file_alone() {
         (retries, origin.as_str(), meta.as_str()),
         (2, "import", "{}")
     );
-    let created: i64 = c
-        .query_row(
-            "SELECT created_at FROM entries WHERE content LIKE 'Decision:%'",
-            [],
-            |r| r.get(0),
-        )
-        .expect("created_at");
+    let created: i64 = scalar(
+        &db,
+        "SELECT created_at FROM entries WHERE content LIKE 'Decision:%'",
+        [],
+    );
     // 2025-11-29T10:00:00.123456 UTC, kept from the seed, in ms.
     assert_eq!(created, 1_764_410_400_123);
     drop(c);
@@ -128,7 +118,7 @@ fn import_counts_is_idempotent_and_leaves_the_file_alone() {
 
 #[test]
 fn export_prints_the_seed_shape() {
-    let sb = Sandbox::new();
+    let sb = Sandbox::new(bin!());
     let file = write(&sb, "seed.json", &seed().to_string());
     let (ok, _, err) = import(&sb, &file);
     assert!(ok, "{err}");
@@ -185,7 +175,7 @@ fn export_prints_the_seed_shape() {
     assert!(stats.get("last_sync").is_some(), "{stats}");
 
     // What export prints, import takes back: a fresh queue gets the same entries.
-    let other = Sandbox::new();
+    let other = Sandbox::new(bin!());
     let file = write(&other, "exported.json", &out);
     let (ok, _, err) = import(&other, &file);
     assert!(ok, "re-importing the export failed: {err}");
@@ -228,7 +218,7 @@ fn a_malformed_file_is_refused_whole() {
         ("not an object", "[1, 2]".to_string(), "not an object"),
     ];
     for (what, text, reason) in cases {
-        let sb = Sandbox::new();
+        let sb = Sandbox::new(bin!());
         let file = write(&sb, "bad.json", &text);
         let (ok, out, err) = import(&sb, &file);
         assert!(!ok, "{what}: the import must fail; stdout {out}");

@@ -3,20 +3,23 @@
 //! 5 failed, 1 WARNING over 20 pending, 2 CRITICAL over 5 failed, 3 UNKNOWN
 //! when the queue file is garbage.
 
-mod ops_common;
-
 use mem0_queue::store::FailureRecord;
-use ops_common::{Home, enqueue, run, store, text};
+use mem0_queue_testkit::{
+    bin,
+    db::store,
+    ops::{enqueue, run, text},
+    sandbox::Sandbox,
+};
 
-fn status(home: &Home) -> (Option<i32>, String) {
-    let o = run(home.cmd(&["status", "--no-probe"]));
+fn status(home: &Sandbox) -> (Option<i32>, String) {
+    let o = run(home.ops_command(&["status", "--no-probe"]));
     let (out, err) = text(&o);
     (o.status.code(), format!("{out}{err}"))
 }
 
 /// Moves `n` new entries to `failed`, as a worker does after the third retry.
-fn fail_entries(home: &Home, n: usize, tag: &str) {
-    let mut s = store(&home.data());
+fn fail_entries(home: &Sandbox, n: usize, tag: &str) {
+    let mut s = store(&home.data_dir());
     let ids = enqueue(&mut s, n, tag);
     let now = mem0_queue::clock::now_ms();
     let claimed = s.claim("test-owner", now, 60_000, n).expect("claim");
@@ -36,13 +39,13 @@ fn fail_entries(home: &Home, n: usize, tag: &str) {
 
 #[test]
 fn pending_over_20_is_a_warning() {
-    let home = Home::new();
-    enqueue(&mut store(&home.data()), 20, "p");
+    let home = Sandbox::new(bin!());
+    enqueue(&mut store(&home.data_dir()), 20, "p");
     let (code, out) = status(&home);
     assert_eq!(code, Some(0), "20 pending is fine:\n{out}");
     assert!(out.contains("alerts: none"), "{out}");
 
-    enqueue(&mut store(&home.data()), 1, "p21");
+    enqueue(&mut store(&home.data_dir()), 1, "p21");
     let (code, out) = status(&home);
     assert_eq!(code, Some(1), "21 pending:\n{out}");
     assert!(
@@ -53,7 +56,7 @@ fn pending_over_20_is_a_warning() {
 
 #[test]
 fn failed_over_5_is_critical() {
-    let home = Home::new();
+    let home = Sandbox::new(bin!());
     fail_entries(&home, 5, "f");
     let (code, out) = status(&home);
     assert_eq!(code, Some(0), "5 failed is fine:\n{out}");
@@ -68,17 +71,17 @@ fn failed_over_5_is_critical() {
     );
 
     // CRITICAL wins over WARNING.
-    enqueue(&mut store(&home.data()), 21, "both");
+    enqueue(&mut store(&home.data_dir()), 21, "both");
     let (code, out) = status(&home);
     assert_eq!(code, Some(2), "{out}");
 }
 
 #[test]
 fn a_garbage_queue_file_is_unknown() {
-    let home = Home::new();
-    std::fs::create_dir_all(home.data()).expect("mkdir");
+    let home = Sandbox::new(bin!());
+    std::fs::create_dir_all(home.data_dir()).expect("mkdir");
     std::fs::write(
-        home.data().join("queue.db"),
+        home.data_dir().join("queue.db"),
         b"this is not an SQLite database, just garbage bytes. ".repeat(100),
     )
     .expect("write garbage");

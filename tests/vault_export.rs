@@ -11,74 +11,52 @@
 //! - with `vault_dir` set, `serve` mirrors each save as it happens, and a
 //!   failing mirror never fails a save.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use common::{BIN, Sandbox, is_error, text};
-use mem0_queue::store::{EntryView, FailureRecord, Limits, NewEntry, Origin, State, Store};
+use mem0_queue::clock::now_ms;
+use mem0_queue::store::{EntryView, FailureRecord, State, Store};
+use mem0_queue_testkit::bin;
+use mem0_queue_testkit::db;
+use mem0_queue_testkit::mcp::{is_error, text};
+use mem0_queue_testkit::sandbox::Sandbox;
 use serde_json::{Value, json};
 
 const DAY: i64 = 86_400_000;
 
-fn limits() -> Limits {
-    Limits {
-        max_content_bytes: 64 << 10,
-        max_metadata_bytes: 16 << 10,
-        max_queue_len: 100_000,
-    }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .expect("after 1970")
-        .as_millis() as i64
-}
-
+/// A sandbox with a `vault/` folder and the data dir made.
 struct Vault {
-    dir: tempfile::TempDir,
+    sb: Sandbox,
 }
 
 impl Vault {
     fn new() -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("mem0-queue-vault-")
-            .tempdir()
-            .expect("a temp dir");
-        for d in ["home", "data", "vault"] {
-            std::fs::create_dir(dir.path().join(d)).expect("mkdir");
+        let sb = Sandbox::new(bin!());
+        for d in ["data", "vault"] {
+            std::fs::create_dir(sb.root().join(d)).expect("mkdir");
         }
-        Vault { dir }
+        Vault { sb }
     }
     fn root(&self) -> &Path {
-        self.dir.path()
+        self.sb.root()
     }
     fn vault(&self) -> PathBuf {
         self.root().join("vault")
     }
     fn data(&self) -> PathBuf {
-        self.root().join("data")
+        self.sb.data_dir()
     }
     fn db(&self) -> PathBuf {
-        self.data().join("queue.db")
+        self.sb.db()
     }
     fn store(&self) -> Store {
-        Store::open(&self.db()).expect("open the queue")
+        db::store(&self.data())
     }
     fn command(&self, args: &[&str]) -> std::process::Command {
-        let mut c = std::process::Command::new(BIN);
-        c.env_clear()
-            .env("HOME", self.root().join("home"))
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .arg("--data-dir")
-            .arg(self.data())
-            .args(args);
-        c
+        self.sb.command(args)
     }
     /// `export --vault <vault>`; panics unless it succeeds. Returns stdout.
     fn export(&self) -> String {
@@ -103,37 +81,16 @@ fn add(
     metadata: Value,
     created_at: i64,
 ) -> String {
-    store
-        .enqueue(
-            NewEntry {
-                project: project.into(),
-                agent_id: None,
-                run_id: None,
-                content: content.into(),
-                metadata,
-                created_at,
-                origin: Origin::Cli,
-                id: None,
-            },
-            &limits(),
-        )
-        .expect("enqueue")
-        .id
+    db::add(store, db::entry(project, content, metadata, created_at)).id
 }
 
 /// Takes the only due entry through one outcome.
 fn deliver(store: &mut Store, id: &str, remote: &[&str]) {
-    let c = store.claim("t", now_ms(), 60_000, 1).expect("claim");
-    assert_eq!(c[0].id, id);
     let remote: Vec<String> = remote.iter().map(|s| s.to_string()).collect();
-    store
-        .record_delivered(id, &remote, now_ms())
-        .expect("delivered");
+    db::deliver_one(store, "t", id, &remote, now_ms(), now_ms());
 }
 
 fn fail(store: &mut Store, id: &str, dead: bool) {
-    let c = store.claim("t", now_ms(), 60_000, 1).expect("claim");
-    assert_eq!(c[0].id, id);
     let record = if dead {
         FailureRecord::Dead {
             reason: "HTTP 422".into(),
@@ -142,9 +99,7 @@ fn fail(store: &mut Store, id: &str, dead: bool) {
     } else {
         FailureRecord::Fail
     };
-    store
-        .record_failure(id, "t", &record, "HTTP 503", false, now_ms())
-        .expect("failure");
+    db::fail_one(store, "t", id, &record, "HTTP 503", now_ms(), now_ms());
 }
 
 /// Every entry, with its text.
@@ -772,7 +727,7 @@ async fn wait_for_note(dir: &Path, needle: &str) -> Option<PathBuf> {
 
 #[tokio::test]
 async fn serve_mirrors_each_save_and_a_failing_mirror_never_fails_one() {
-    let sb = Sandbox::new();
+    let sb = Sandbox::new(bin!());
     // The vault does not exist yet: the mirror fails, the saves do not.
     let vault = sb.root().join("vault");
     let set = format!("vault_dir={}", vault.display());

@@ -3,14 +3,12 @@
 //! unknown, so the entry is looked up by its mq_id before any resend: it is
 //! found, counted delivered, and never duplicated.
 
-mod worker_common;
-
 use std::time::Duration;
 
 use mem0_queue::store::State;
 use mem0_queue::worker::Stop;
 use mem0_queue_testkit::mem0_server::{Fault, FaultPlan};
-use worker_common::{Harness, KINDS, Options, add_requests};
+use mem0_queue_testkit::worker::{Harness, KINDS, Options, RUN_LIMIT, add_requests};
 
 /// Entries in the scenario: enough that several are in flight at once.
 const ENTRIES: usize = 12;
@@ -105,7 +103,7 @@ async fn an_abandoned_attempt_is_reconciled_by_the_next_run() {
         let mut w = h.worker();
         w.settings.max_duration = Some(Duration::from_secs(1));
         let (_tx, rx) = tokio::sync::watch::channel(false);
-        let r = tokio::time::timeout(worker_common::RUN_LIMIT, w.run(rx))
+        let r = tokio::time::timeout(RUN_LIMIT, w.run(rx))
             .await
             .expect("bounded")
             .expect("run");

@@ -2,12 +2,10 @@
 //! request, never retried, not even by a later run), counted in `dead_auth`,
 //! and the policy raises a CRITICAL `auth-rejected` alert.
 
-mod worker_common;
-
 use mem0_queue::app::queue_stats;
 use mem0_queue::policy::Level;
 use mem0_queue::store::State;
-use worker_common::{Harness, KINDS, Options, add_requests};
+use mem0_queue_testkit::worker::{Harness, KINDS, Options, add_requests};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_key_kills_the_entry_at_once_and_alerts() {

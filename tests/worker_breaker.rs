@@ -8,15 +8,16 @@
 //! - once the server is back, the probe succeeds and the queue drains, each
 //!   entry exactly once.
 
-mod worker_common;
-
 use std::collections::HashMap;
 use std::time::Duration;
 
 use mem0_queue::store::State;
 use mem0_queue::worker::Stop;
 use mem0_queue_policy_default::{BREAKER_THRESHOLD, PROBE_BASE_MS};
-use worker_common::{Harness, KINDS, Options, Row, assert_exactly_once_or_dead};
+use mem0_queue_testkit::{
+    db::Row,
+    worker::{Harness, KINDS, Options, assert_exactly_once_or_dead},
+};
 
 const ENTRIES: usize = 1_000;
 const CONCURRENCY: usize = 4;

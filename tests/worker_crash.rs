@@ -4,16 +4,17 @@
 //! because that pid is gone, looks the entry up by its mq_id, finds it, and
 //! never sends it again: delivered exactly once.
 
-mod worker_common;
-
 use std::process::Stdio;
 use std::time::Duration;
 
 use mem0_queue::store::State;
 use mem0_queue_testkit::mem0_server::FaultPlan;
-use worker_common::{
-    KINDS, PROCESS_LIMIT, TempDir, add_requests, command, enqueue_in_dir, rows, run_to_end, server,
-    wait_child, wait_until,
+use mem0_queue_testkit::{
+    bin,
+    db::rows,
+    sandbox::Sandbox,
+    wait::{PROCESS_LIMIT, child_async, until_async},
+    worker::{KINDS, add_requests, command, enqueue_in_dir, server, sync},
 };
 
 /// How long the server sits on the add after storing it: long enough to
@@ -24,8 +25,8 @@ const SERVER_LATENCY: Duration = Duration::from_secs(2);
 async fn a_sync_killed_mid_request_is_reconciled_by_the_next_one() {
     for kind in KINDS {
         let srv = server(kind, None, 3).await;
-        let home = TempDir::new("crash");
-        let data = home.path().join("data");
+        let sb = Sandbox::new(bin!());
+        let data = sb.data_dir();
         let url = srv.url();
         let ids = enqueue_in_dir(&data, 1);
         let id = &ids[0];
@@ -34,16 +35,16 @@ async fn a_sync_killed_mid_request_is_reconciled_by_the_next_one() {
             ..FaultPlan::default()
         });
 
-        let mut child = command(home.path(), &data, Some(&url), kind, &["sync"])
+        let mut child = command(&sb, Some(&url), kind, &["sync"])
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn sync");
         let pid = child.id().expect("a pid");
-        let seen = wait_until(PROCESS_LIMIT, || add_requests(&srv).len() == 1).await;
+        let seen = until_async(PROCESS_LIMIT, || add_requests(&srv).len() == 1).await;
         assert!(seen, "{kind:?}: the add reached the server");
         // SIGKILL, then reap it: a zombie would still answer kill(pid, 0).
         child.start_kill().expect("SIGKILL");
-        let status = wait_child(&mut child, Duration::from_secs(10)).await;
+        let status = child_async(&mut child, Duration::from_secs(10)).await;
         assert_eq!(status.code(), None, "{kind:?}: killed by a signal");
 
         let row = rows(&data.join("queue.db")).remove(id).expect("the entry");
@@ -61,8 +62,7 @@ async fn a_sync_killed_mid_request_is_reconciled_by_the_next_one() {
         );
 
         srv.set_faults(FaultPlan::default());
-        let (code, err) =
-            run_to_end(command(home.path(), &data, Some(&url), kind, &["sync"])).await;
+        let (code, err) = sync(&sb, Some(&url), kind).await;
         assert_eq!(code, Some(0), "{kind:?}: the next sync drains: {err}");
 
         let row = rows(&data.join("queue.db")).remove(id).expect("the entry");

@@ -4,43 +4,30 @@
 //! process promptly with the entry back to pending, its lease released and
 //! marked for reconciliation.
 
-mod worker_common;
-
 use std::process::Stdio;
 use std::time::Duration;
 
 use mem0_queue::store::State;
 use mem0_queue_testkit::mem0_server::{Fault, FaultPlan, Kind};
-use worker_common::{
-    PROCESS_LIMIT, TempDir, add_requests, command, enqueue_in_dir, rows, run_to_end, server,
-    sigterm, wait_child, wait_until,
+use mem0_queue_testkit::{
+    bin,
+    db::rows,
+    sandbox::Sandbox,
+    wait::{PROCESS_LIMIT, child_async, until_async},
+    worker::{add_requests, command, enqueue_in_dir, server, sigterm, sync},
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drained_exits_0() {
     let srv = server(Kind::Oss, None, 1).await;
-    let home = TempDir::new("exit0");
-    let data = home.path().join("data");
+    let sb = Sandbox::new(bin!());
+    let data = sb.data_dir();
 
-    let (code, err) = run_to_end(command(
-        home.path(),
-        &data,
-        Some(&srv.url()),
-        Kind::Oss,
-        &["sync"],
-    ))
-    .await;
+    let (code, err) = sync(&sb, Some(&srv.url()), Kind::Oss).await;
     assert_eq!(code, Some(0), "nothing to do: {err}");
 
     let ids = enqueue_in_dir(&data, 3);
-    let (code, err) = run_to_end(command(
-        home.path(),
-        &data,
-        Some(&srv.url()),
-        Kind::Oss,
-        &["sync"],
-    ))
-    .await;
+    let (code, err) = sync(&sb, Some(&srv.url()), Kind::Oss).await;
     assert_eq!(code, Some(0), "drained: {err}");
     let rows = rows(&data.join("queue.db"));
     for id in &ids {
@@ -54,18 +41,11 @@ async fn server_down_with_entries_left_exits_75() {
     let srv = server(Kind::Oss, None, 1).await;
     let url = srv.url();
     srv.go_down().await;
-    let home = TempDir::new("exit75");
-    let data = home.path().join("data");
+    let sb = Sandbox::new(bin!());
+    let data = sb.data_dir();
     let ids = enqueue_in_dir(&data, 5);
 
-    let (code, err) = run_to_end(command(
-        home.path(),
-        &data,
-        Some(&url),
-        Kind::Oss,
-        &["sync"],
-    ))
-    .await;
+    let (code, err) = sync(&sb, Some(&url), Kind::Oss).await;
 
     assert_eq!(code, Some(75), "entries remain: {err}");
     let rows = rows(&data.join("queue.db"));
@@ -77,11 +57,11 @@ async fn server_down_with_entries_left_exits_75() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_api_url_exits_78_and_touches_nothing() {
-    let home = TempDir::new("exit78");
-    let data = home.path().join("data");
+    let sb = Sandbox::new(bin!());
+    let data = sb.data_dir();
     let ids = enqueue_in_dir(&data, 2);
 
-    let (code, err) = run_to_end(command(home.path(), &data, None, Kind::Oss, &["sync"])).await;
+    let (code, err) = sync(&sb, None, Kind::Oss).await;
 
     assert_eq!(code, Some(78), "{err}");
     assert!(err.contains("no Mem0 server is configured"), "{err}");
@@ -97,24 +77,24 @@ async fn sigterm_during_a_long_request_releases_the_lease() {
     for kind in [Kind::Oss, Kind::Platform] {
         let srv = server(kind, None, 1).await;
         let url = srv.url();
-        let home = TempDir::new("sigterm");
-        let data = home.path().join("data");
+        let sb = Sandbox::new(bin!());
+        let data = sb.data_dir();
         let ids = enqueue_in_dir(&data, 1);
         let id = &ids[0];
         // The add hangs, storing nothing; the default add timeout is 120 s.
         srv.set_faults(FaultPlan::script([Some(Fault::Hang)]));
 
-        let mut child = command(home.path(), &data, Some(&url), kind, &["sync"])
+        let mut child = command(&sb, Some(&url), kind, &["sync"])
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn sync");
-        let seen = wait_until(PROCESS_LIMIT, || add_requests(&srv).len() == 1).await;
+        let seen = until_async(PROCESS_LIMIT, || add_requests(&srv).len() == 1).await;
         assert!(seen, "{kind:?}: the add reached the server");
         let row = rows(&data.join("queue.db")).remove(id).expect("entry");
         assert_eq!(row.state, State::InFlight, "{kind:?}");
 
         sigterm(child.id().expect("pid"));
-        let status = wait_child(&mut child, Duration::from_secs(10)).await;
+        let status = child_async(&mut child, Duration::from_secs(10)).await;
 
         assert_eq!(
             status.code(),
@@ -139,8 +119,7 @@ async fn sigterm_during_a_long_request_releases_the_lease() {
 
         // And the next sync delivers it, once (Hang stored nothing: the
         // lookup finds nothing, then the add goes through).
-        let (code, err) =
-            run_to_end(command(home.path(), &data, Some(&url), kind, &["sync"])).await;
+        let (code, err) = sync(&sb, Some(&url), kind).await;
         assert_eq!(code, Some(0), "{kind:?}: {err}");
         assert_eq!(srv.count_by_mq_id().get(id), Some(&1), "{kind:?}");
         assert_eq!(add_requests(&srv).len(), 2, "{kind:?}");

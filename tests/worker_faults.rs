@@ -3,14 +3,14 @@
 //! delivered exactly once on the server or dead for a permanent reason;
 //! nothing is lost from the queue and nothing unexpected is on the server.
 
-mod worker_common;
-
 use std::time::Duration;
 
 use mem0_queue::store::State;
 use mem0_queue_testkit::checker;
 use mem0_queue_testkit::mem0_server::{EventPlan, Fault, FaultPlan, Kind};
-use worker_common::{Harness, KINDS, Options, add_requests, assert_exactly_once_or_dead};
+use mem0_queue_testkit::worker::{
+    Harness, KINDS, Options, add_requests, assert_exactly_once_or_dead,
+};
 
 /// Entries per scenario.
 const ENTRIES: usize = 50;

@@ -4,16 +4,17 @@
 //! entries is delivered exactly once: claims are leases taken in one SQLite
 //! transaction, so no two processes ever send the same entry.
 
-mod worker_common;
-
 use std::collections::{HashMap, HashSet};
 use std::process::Stdio;
 use std::time::Duration;
 
 use mem0_queue_testkit::mem0_server::{FaultPlan, Kind};
-use worker_common::{
-    PROCESS_LIMIT, TempDir, add_requests, assert_exactly_once_or_dead, command, enqueue_in_dir,
-    rows, run_to_end, server, wait_child, wait_until,
+use mem0_queue_testkit::{
+    bin,
+    db::rows,
+    sandbox::Sandbox,
+    wait::{PROCESS_LIMIT, child_async, until_async},
+    worker::{add_requests, assert_exactly_once_or_dead, command, enqueue_in_dir, server, sync},
 };
 
 const ENTRIES: usize = 200;
@@ -44,20 +45,13 @@ fn delivered_by_pid(log: &str) -> HashMap<String, u64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_syncs_and_a_serve_deliver_each_entry_exactly_once() {
     let srv = server(Kind::Oss, None, 1).await;
-    let home = TempDir::new("overlap");
-    let data = home.path().join("data");
+    let sb = Sandbox::new(bin!());
+    let data = sb.data_dir();
     let url = srv.url();
 
     // Warm the compiled-policy cache first, so that the three processes
     // start within milliseconds of each other rather than each compiling.
-    let (code, err) = run_to_end(command(
-        home.path(),
-        &data,
-        Some(&url),
-        Kind::Oss,
-        &["sync"],
-    ))
-    .await;
+    let (code, err) = sync(&sb, Some(&url), Kind::Oss).await;
     assert_eq!(code, Some(0), "an empty queue syncs: {err}");
 
     let ids = enqueue_in_dir(&data, ENTRIES);
@@ -66,7 +60,7 @@ async fn two_syncs_and_a_serve_deliver_each_entry_exactly_once() {
         ..FaultPlan::default()
     });
 
-    let mut serve = command(home.path(), &data, Some(&url), Kind::Oss, &["serve"]);
+    let mut serve = command(&sb, Some(&url), Kind::Oss, &["serve"]);
     serve
         .env("MEM0_QUEUE_SYNC_INTERVAL", "1s")
         // Kept open: serve waits on it for the MCP handshake; closing it ends serve.
@@ -75,7 +69,7 @@ async fn two_syncs_and_a_serve_deliver_each_entry_exactly_once() {
     let mut serve = serve.spawn().expect("spawn serve");
     let syncs: Vec<_> = (0..2)
         .map(|_| {
-            command(home.path(), &data, Some(&url), Kind::Oss, &["sync"])
+            command(&sb, Some(&url), Kind::Oss, &["sync"])
                 .stderr(Stdio::null())
                 .spawn()
                 .expect("spawn sync")
@@ -83,7 +77,7 @@ async fn two_syncs_and_a_serve_deliver_each_entry_exactly_once() {
         .collect();
 
     for mut s in syncs {
-        let status = wait_child(&mut s, PROCESS_LIMIT).await;
+        let status = child_async(&mut s, PROCESS_LIMIT).await;
         // 75 when the others still held entries in flight as it ended.
         assert!(
             matches!(status.code(), Some(0 | 75)),
@@ -91,14 +85,14 @@ async fn two_syncs_and_a_serve_deliver_each_entry_exactly_once() {
         );
     }
     let db = data.join("queue.db");
-    let drained = wait_until(PROCESS_LIMIT, || {
+    let drained = until_async(PROCESS_LIMIT, || {
         rows(&db)
             .values()
             .all(|r| r.state == mem0_queue::store::State::Delivered)
     })
     .await;
     drop(serve.stdin.take());
-    let _ = wait_child(&mut serve, Duration::from_secs(20)).await;
+    let _ = child_async(&mut serve, Duration::from_secs(20)).await;
     assert!(drained, "the queue drained within {PROCESS_LIMIT:?}");
 
     let (delivered, dead) = assert_exactly_once_or_dead(&srv, &db, &ids);

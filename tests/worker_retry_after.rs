@@ -2,13 +2,11 @@
 //! the next attempt by 30 s, not the schedule's 2 s; a Retry-After shorter
 //! than the schedule does not shorten it.
 
-mod worker_common;
-
 use std::time::Duration;
 
 use mem0_queue::store::State;
 use mem0_queue_testkit::mem0_server::{Fault, FaultPlan};
-use worker_common::{Harness, KINDS, Options, add_requests};
+use mem0_queue_testkit::worker::{Harness, KINDS, Options, add_requests};
 
 /// Runs one entry through `first` then a normal answer; returns the virtual
 /// waits and (next_attempt_at - start) of the retry.

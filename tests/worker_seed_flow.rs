@@ -7,13 +7,11 @@
 //!   and the next run, once the server is back, revives and delivers it,
 //!   exactly once.
 
-mod worker_common;
-
 use std::time::Duration;
 
 use mem0_queue::store::State;
 use mem0_queue_testkit::mem0_server::{Fault, FaultPlan, Kind};
-use worker_common::{
+use mem0_queue_testkit::worker::{
     CREATED_AT_MS, CREATED_AT_RFC3339, Harness, KINDS, Options, PROJECT, add_requests,
 };
 

@@ -7,14 +7,15 @@
 //!
 //!     cargo bench -p mem0-queue --bench save
 
-#[path = "../common/mod.rs"]
-mod common;
-
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use common::{Sandbox, is_error, text};
 use mem0_queue::store::{NewEntry, Origin, State, Store};
+use mem0_queue_testkit::{
+    bin,
+    mcp::{is_error, text},
+    sandbox::Sandbox,
+};
 use serde_json::{Value, json};
 
 const SIZES: [usize; 3] = [100, 10_000, 100_000];
@@ -45,7 +46,7 @@ fn main() {
     );
     let mut p50s = Vec::new();
     for size in SIZES {
-        let sb = Sandbox::new();
+        let sb = Sandbox::new(bin!());
         let t = Instant::now();
         prefill(&sb, size);
         let fill = t.elapsed();
@@ -194,7 +195,7 @@ async fn measure(sb: &Sandbox, size: usize) -> Vec<Duration> {
 /// The seed's save: load the whole JSON file, append, write it back
 /// atomically. Timed per save at SEED_ENTRIES entries.
 fn seed_baseline() -> Vec<Duration> {
-    let sb = Sandbox::new();
+    let sb = Sandbox::new(bin!());
     let path = sb.root().join("mem0_queue.json");
     let entry = |tag: &str, i: usize| {
         json!({"content": memory(tag, i), "project": "windsurf-project",

@@ -14,15 +14,17 @@
 //! The whole bench takes about three minutes, most of it the 100 ms,
 //! concurrency 1 drain (1,000 sequential adds of at least 100 ms each).
 
-#[path = "../worker_common/mod.rs"]
-mod worker_common;
-
 use std::net::{SocketAddr, TcpStream};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use mem0_queue_testkit::mem0_server::{FaultPlan, Kind};
-use worker_common::{Harness, Options, TempDir, add_requests, command, enqueue_into, wait_child};
+use mem0_queue_testkit::{
+    bin,
+    sandbox::Sandbox,
+    wait::child_async,
+    worker::{Harness, Options, add_requests, command, enqueue_into, server},
+};
 
 /// Entries drained or queued per measurement.
 const ENTRIES: usize = 1_000;
@@ -145,7 +147,7 @@ async fn blackhole() {
     opts.real_clock = true;
     opts.connect_timeout = BLACKHOLE_CONNECT_TIMEOUT;
     opts.add_timeout = Duration::from_secs(120);
-    let unused = worker_common::server(Kind::Oss, None, 1).await;
+    let unused = server(Kind::Oss, None, 1).await;
     let h = Harness::with_server(opts, unused, Some(format!("http://{addr}")));
     h.enqueue(ENTRIES).await;
     println!("run                    wall_s  attempts  charged_total  stopped  next_probe_s");
@@ -166,9 +168,9 @@ async fn blackhole() {
 /// (c) Cold start: spawn to first request seen.
 async fn cold_start() {
     println!("\n## (c) cold start: `mem0-queue sync` spawned -> first request at the server");
-    let srv = worker_common::server(Kind::Oss, None, 1).await;
-    let home = TempDir::new("bench-cold");
-    let data = home.path().join("data");
+    let srv = server(Kind::Oss, None, 1).await;
+    let sb = Sandbox::new(bin!());
+    let data = sb.data_dir();
     std::fs::create_dir_all(&data).expect("data dir");
     let mut store = mem0_queue::store::Store::open(&data.join("queue.db")).expect("open the queue");
     let mut results: Vec<(&str, Vec<f64>)> =
@@ -181,7 +183,7 @@ async fn cold_start() {
             enqueue_into(&mut store, 1, &format!("cold start {label} {rep}"));
             let before = add_requests(&srv).len();
             let t = Instant::now();
-            let mut child = command(home.path(), &data, Some(&srv.url()), Kind::Oss, &["sync"])
+            let mut child = command(&sb, Some(&srv.url()), Kind::Oss, &["sync"])
                 .stderr(Stdio::null())
                 .spawn()
                 .expect("spawn sync");
@@ -195,7 +197,7 @@ async fn cold_start() {
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
             let ms = t.elapsed().as_secs_f64() * 1000.0;
-            let status = wait_child(&mut child, Duration::from_secs(60)).await;
+            let status = child_async(&mut child, Duration::from_secs(60)).await;
             assert!(seen && status.success(), "sync ran: {status:?}");
             times.push(ms);
         }

@@ -89,6 +89,17 @@ RESULT_DEF = {
 }
 
 
+def check_reply(schemas, msg, method, revision=""):
+    """Checks a reply to `method`: a protocol error fails, naming it; a
+    result is checked as an envelope and as the method's result type.
+    `revision` (" (VERSION)") is added to the messages when given."""
+    if "error" in msg:
+        schemas.check("JSONRPCErrorResponse", msg, f"the error reply to {method}")
+        raise AssertionError(f"{method}{revision} got a protocol error: {msg['error']}")
+    schemas.check("JSONRPCResultResponse", msg, f"the {method} reply envelope")
+    schemas.check(RESULT_DEF[method], msg["result"], f"the {method} result{revision}")
+
+
 def server_env(home):
     # The SDK merges this over its small default environment (HOME, PATH,
     # ...); no MEM0_* variable is passed on, and HOME is the temp dir's.
@@ -173,11 +184,7 @@ async def sdk_session(binary, data, home, stderr_file, schemas_by_revision):
         if "id" in m and ("result" in m or "error" in m):
             method = sent_methods.get(m["id"])
             assert method is not None, f"a response to an unknown request id: {m}"
-            if "error" in m:
-                schemas.check("JSONRPCErrorResponse", m, f"the error reply to {method}")
-                raise AssertionError(f"{method} got a protocol error: {m['error']}")
-            schemas.check("JSONRPCResultResponse", m, f"the {method} reply envelope")
-            schemas.check(RESULT_DEF[method], m["result"], f"the {method} result")
+            check_reply(schemas, m, method)
             responses += 1
         elif "method" in m and "id" not in m:
             schemas.check("JSONRPCNotification", m, f"the {m['method']} notification")
@@ -277,11 +284,7 @@ def raw_stateless(binary, data, home, stderr_file, schemas):
             schemas.check(request_defs[method], req, f"our {method} request")
             pipe.send(req)
             msg = pipe.reply(i)
-            if "error" in msg:
-                schemas.check("JSONRPCErrorResponse", msg, f"the error reply to {method}")
-                raise AssertionError(f"{method} ({STATELESS_VERSION}) got a protocol error: {msg['error']}")
-            schemas.check("JSONRPCResultResponse", msg, f"the {method} reply envelope")
-            schemas.check(RESULT_DEF[method], msg["result"], f"the {method} result ({STATELESS_VERSION})")
+            check_reply(schemas, msg, method, f" ({STATELESS_VERSION})")
             checked += 1
             result = msg["result"]
             if method == "server/discover":

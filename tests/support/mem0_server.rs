@@ -1397,6 +1397,11 @@ mod tests {
         (status, resp.json().await.unwrap_or(Value::Null))
     }
 
+    /// The status code of a request's answer.
+    async fn status(rb: reqwest::RequestBuilder) -> u16 {
+        send(rb).await.0
+    }
+
     #[tokio::test]
     async fn oss_routes() {
         let s = server(Kind::Oss, Some("k")).await;
@@ -1412,20 +1417,17 @@ mod tests {
                 .status(),
             200
         );
-        assert_eq!(send(c.get(format!("{u}/configure/providers"))).await.0, 401);
+        assert_eq!(status(c.get(format!("{u}/configure/providers"))).await, 401);
         assert_eq!(
-            send(
+            status(
                 c.get(format!("{u}/configure/providers"))
                     .header("X-API-Key", "bad")
             )
-            .await
-            .0,
+            .await,
             401
         );
         assert_eq!(
-            send(c.get(format!("{u}/configure/providers")).bearer_auth("k"))
-                .await
-                .0,
+            status(c.get(format!("{u}/configure/providers")).bearer_auth("k")).await,
             200
         );
 
@@ -1443,22 +1445,19 @@ mod tests {
         assert_eq!(inferred["results"].as_array().map(Vec::len), Some(1));
 
         assert_eq!(
-            send(post("/memories/").json(&add_body("u", "b", "t")))
-                .await
-                .0,
+            status(post("/memories/").json(&add_body("u", "b", "t"))).await,
             404
         );
-        assert_eq!(send(get("/search")).await.0, 405);
+        assert_eq!(status(get("/search")).await, 405);
         assert_eq!(
-            send(post("/memories").json(&json!({"messages": [{"role": "user", "content": "t"}]})))
-                .await
-                .0,
+            status(
+                post("/memories").json(&json!({"messages": [{"role": "user", "content": "t"}]}))
+            )
+            .await,
             400
         );
         assert_eq!(
-            send(post("/memories").json(&add_body("a b", "b", "t")))
-                .await
-                .0,
+            status(post("/memories").json(&add_body("a b", "b", "t"))).await,
             400
         );
         let (st, body) = send(post("/memories").json(&json!({"user_id": "u"}))).await;
@@ -1509,9 +1508,7 @@ mod tests {
         let (_, body) = send(post("/search").json(&json!({"query": "tea", "user_id": "u"}))).await;
         assert_eq!(body["results"].as_array().map(Vec::len), Some(1));
         assert_eq!(
-            send(post("/search").json(&json!({"query": "tea", "filters": {"mq_id": "a"}})))
-                .await
-                .0,
+            status(post("/search").json(&json!({"query": "tea", "filters": {"mq_id": "a"}}))).await,
             400
         );
 
@@ -1520,8 +1517,8 @@ mod tests {
             (st, body["results"].as_array().map(Vec::len)),
             (200, Some(1))
         );
-        assert_eq!(send(get("/memories")).await.0, 400);
-        assert_eq!(send(get("/memories?user_id=u&top_k=1001")).await.0, 422);
+        assert_eq!(status(get("/memories")).await, 400);
+        assert_eq!(status(get("/memories?user_id=u&top_k=1001")).await, 422);
         let (st, body) = send(get(&format!("/memories/{id}"))).await;
         assert_eq!(
             (st, body["memory"].as_str()),
@@ -1534,23 +1531,21 @@ mod tests {
             .put(format!("{u}/memories/{id}"))
             .header("X-API-Key", "k")
             .json(&json!({"text": "likes tea"}));
-        assert_eq!(send(put).await.0, 200);
+        assert_eq!(status(put).await, 200);
         assert_eq!(
-            send(
+            status(
                 c.delete(format!("{u}/memories/{id}"))
                     .header("X-API-Key", "k")
             )
-            .await
-            .0,
+            .await,
             200
         );
         assert_eq!(
-            send(
+            status(
                 c.delete(format!("{u}/memories/{id}"))
                     .header("X-API-Key", "k")
             )
-            .await
-            .0,
+            .await,
             404
         );
 
@@ -1578,19 +1573,16 @@ mod tests {
         let (st, body) = send(get("/v1/ping/")).await;
         assert_eq!((st, body["org_id"].as_str()), (200, Some(ORG_ID)));
         assert_eq!(
-            send(
+            status(
                 c.get(format!("{u}/v1/ping/"))
                     .header("Authorization", "Token bad")
             )
-            .await
-            .0,
+            .await,
             401
         );
-        assert_eq!(send(get("/v1/ping")).await.0, 404);
+        assert_eq!(status(get("/v1/ping")).await, 404);
         assert_eq!(
-            send(post("/v3/memories/add").json(&add_body("u", "a", "t")))
-                .await
-                .0,
+            status(post("/v3/memories/add").json(&add_body("u", "a", "t"))).await,
             404
         );
 
@@ -1626,23 +1618,21 @@ mod tests {
             (200, Some(id.as_str()))
         );
         assert_eq!(
-            send(post("/v3/memories/search/").json(&json!({"query": "tea", "user_id": "u"})))
-                .await
-                .0,
+            status(post("/v3/memories/search/").json(&json!({"query": "tea", "user_id": "u"})))
+                .await,
             400
         );
 
-        assert_eq!(send(get(&format!("/v1/memories/{id}/"))).await.0, 200);
+        assert_eq!(status(get(&format!("/v1/memories/{id}/"))).await, 200);
         assert_eq!(
-            send(
+            status(
                 c.delete(format!("{u}/v1/memories/{id}/"))
                     .header("Authorization", "Token m0-k")
             )
-            .await
-            .0,
+            .await,
             200
         );
-        assert_eq!(send(get(&format!("/v1/memories/{id}/"))).await.0, 404);
+        assert_eq!(status(get(&format!("/v1/memories/{id}/"))).await, 404);
 
         s.set_faults(FaultPlan {
             events: EventPlan {
@@ -1707,12 +1697,11 @@ mod tests {
         assert!(r.json::<Value>().await.expect("500 body")["detail"].is_string());
         // Searches are not faulted and consume no script entry.
         assert_eq!(
-            send(
+            status(
                 c.post(format!("{u}/search"))
                     .json(&json!({"query": "t", "filters": {"user_id": "u"}}))
             )
-            .await
-            .0,
+            .await,
             200
         );
         let (st, body) = send(add()).await;
@@ -1739,7 +1728,7 @@ mod tests {
         let t0 = std::time::Instant::now();
         assert_eq!(add().send().await.expect("latency").status(), 200);
         assert!(t0.elapsed() >= Duration::from_millis(50));
-        assert_eq!(send(add()).await.0, 200);
+        assert_eq!(status(add()).await, 200);
         assert_eq!(s.count_by_mq_id()["a"], 2);
         let faults: Vec<_> = s.requests().into_iter().map(|r| r.fault).collect();
         assert_eq!(faults[0], Some(Fault::Status500));
@@ -1761,13 +1750,12 @@ mod tests {
         .await;
         assert_eq!(st, 401);
         assert_eq!(
-            send(
+            status(
                 c.post(&url)
                     .header("Authorization", "Token m0-k")
                     .json(&add_body("u", "a", "t"))
             )
-            .await
-            .0,
+            .await,
             500
         );
         assert!(s.stored().is_empty());
@@ -1827,7 +1815,7 @@ mod tests {
         assert_eq!(s.count_by_mq_id()["r"], 1);
         // The next request, on a new connection, is fine.
         assert_eq!(
-            send(c.post(&url).json(&add_body("u", "r2", "t"))).await.0,
+            status(c.post(&url).json(&add_body("u", "r2", "t"))).await,
             200
         );
         s.shutdown().await;
@@ -1839,7 +1827,7 @@ mod tests {
         let c = client();
         let url = format!("{}/memories", s.url());
         assert_eq!(
-            send(c.post(&url).json(&add_body("u", "1", "t"))).await.0,
+            status(c.post(&url).json(&add_body("u", "1", "t"))).await,
             200
         );
         s.go_down().await;
@@ -1852,7 +1840,7 @@ mod tests {
         assert!(e.is_connect() || e.is_request(), "{e:?}");
         s.come_back().await;
         assert_eq!(
-            send(c.post(&url).json(&add_body("u", "3", "t"))).await.0,
+            status(c.post(&url).json(&add_body("u", "3", "t"))).await,
             200
         );
         assert_eq!(s.stored().len(), 2);
@@ -1869,13 +1857,12 @@ mod tests {
             let mut statuses = Vec::new();
             for i in 0..20 {
                 statuses.push(
-                    send(c.post(format!("{}/memories", s.url())).json(&add_body(
+                    status(c.post(format!("{}/memories", s.url())).json(&add_body(
                         "u",
                         &i.to_string(),
                         "t",
                     )))
-                    .await
-                    .0,
+                    .await,
                 );
             }
             runs.push(statuses);

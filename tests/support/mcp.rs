@@ -1,9 +1,6 @@
-//! Shared helpers of the integration tests: the real `mem0-queue` binary in
-//! a fresh temp dir with a clean environment, an MCP client over its stdio,
-//! and a few reads of the queue database.
-#![allow(dead_code)]
+//! An MCP client (rmcp) over the stdio of a real `mem0-queue serve`, and
+//! reads of tool results.
 
-use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -14,68 +11,12 @@ use rmcp::{RoleClient, ServiceExt};
 use serde_json::Value;
 use tokio::io::AsyncReadExt;
 
-/// The binary under test.
-pub const BIN: &str = env!("CARGO_BIN_EXE_mem0-queue");
+use crate::sandbox::Sandbox;
 
 /// The longest any one MCP call or handshake may take before a test fails.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A fresh temp dir holding `home/` (HOME, so no real config is read) and
-/// `data/` (the data dir, created by the binary itself).
-pub struct Sandbox {
-    dir: tempfile::TempDir,
-}
-
-impl Default for Sandbox {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl Sandbox {
-    pub fn new() -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("mem0-queue-test-")
-            .tempdir()
-            .expect("a temp dir");
-        std::fs::create_dir(dir.path().join("home")).expect("the sandbox HOME");
-        Self { dir }
-    }
-
-    pub fn root(&self) -> &Path {
-        self.dir.path()
-    }
-
-    pub fn home(&self) -> PathBuf {
-        self.root().join("home")
-    }
-
-    pub fn data_dir(&self) -> PathBuf {
-        self.root().join("data")
-    }
-
-    pub fn db(&self) -> PathBuf {
-        self.data_dir().join("queue.db")
-    }
-
-    /// The binary on this sandbox's data dir.
-    pub fn command(&self, args: &[&str]) -> std::process::Command {
-        self.command_in(&self.data_dir(), args)
-    }
-
-    /// The binary with a clean environment (only PATH, and HOME in the
-    /// sandbox: no MEM0_* or XDG_* variables) and `--data-dir DIR`.
-    pub fn command_in(&self, data_dir: &Path, args: &[&str]) -> std::process::Command {
-        let mut c = std::process::Command::new(BIN);
-        c.env_clear()
-            .env("HOME", self.home())
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args(args);
-        c
-    }
-
     /// `mem0-queue serve EXTRA...` on this sandbox, with an MCP client.
     pub async fn serve(&self, extra: &[&str]) -> Server {
         let mut args = vec!["serve"];
@@ -206,75 +147,4 @@ pub fn is_error(r: &CallToolResult) -> bool {
 
 pub fn structured(r: &CallToolResult) -> Value {
     r.structured_content.clone().unwrap_or(Value::Null)
-}
-
-/// A read-write connection to an existing queue database (never creates it).
-pub fn connect(db: &Path) -> rusqlite::Connection {
-    let c = rusqlite::Connection::open_with_flags(
-        db,
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .unwrap_or_else(|e| panic!("open {}: {e}", db.display()));
-    c.busy_timeout(Duration::from_secs(10))
-        .expect("busy timeout");
-    c
-}
-
-/// How many entries the queue database holds, in any state.
-pub fn count(db: &Path) -> i64 {
-    connect(db)
-        .query_row("SELECT count(*) FROM entries", [], |r| r.get(0))
-        .expect("count entries")
-}
-
-/// Everything a save could change: every entry (id, state, content) and the
-/// counters, as one comparable string.
-pub fn fingerprint(db: &Path) -> String {
-    let c = connect(db);
-    let mut out = String::new();
-    let mut rows = c
-        .prepare("SELECT id, state, content FROM entries ORDER BY seq")
-        .expect("prepare");
-    let rows = rows
-        .query_map([], |r| {
-            Ok(format!(
-                "{}|{}|{}\n",
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?
-            ))
-        })
-        .expect("query entries");
-    for r in rows {
-        out.push_str(&r.expect("row"));
-    }
-    let mut stats = c
-        .prepare("SELECT key, value FROM stats ORDER BY key")
-        .expect("prepare");
-    let stats = stats
-        .query_map([], |r| {
-            Ok(format!(
-                "{}={:?}\n",
-                r.get::<_, String>(0)?,
-                r.get::<_, Option<i64>>(1)?
-            ))
-        })
-        .expect("query stats");
-    for s in stats {
-        out.push_str(&s.expect("row"));
-    }
-    out
-}
-
-/// `PRAGMA integrity_check` of a queue database.
-pub fn integrity(db: &Path) -> String {
-    let c = connect(db);
-    let rows: Vec<String> = c
-        .prepare("PRAGMA integrity_check")
-        .expect("prepare")
-        .query_map([], |r| r.get(0))
-        .expect("integrity_check")
-        .collect::<Result<_, _>>()
-        .expect("rows");
-    rows.join("; ")
 }

@@ -1,15 +1,13 @@
-//! Shared helpers of the delivery-worker tests and benchmark.
+//! The delivery-worker tests' and benchmark's support.
 //!
 //! - [`Harness`]: a [`Worker`] built in-process over a temp data dir, the test
 //!   Mem0 server's URL, the embedded default policy and (by default) a
 //!   [`VirtualClock`], so backoff waits cost no real time.
-//! - Helpers to enqueue entries, read raw rows of the queue (columns the
-//!   store's views do not expose: `next_attempt_at`, `needs_reconcile`, the
-//!   lease), and run the real binary against a data dir.
+//! - Helpers to enqueue entries, check the end state of the queue against
+//!   the server (raw rows: [`crate::db::rows`]), and run the real binary
+//!   against a sandbox's data dir.
 //!
 //! Every wait here is bounded in count and time.
-
-#![allow(dead_code, reason = "each test file uses a part of these helpers")]
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -21,12 +19,14 @@ use mem0_queue::clock::{Clock, SystemClock, VirtualClock};
 use mem0_queue::config::{ApiKind, Config};
 use mem0_queue::mem0::Client;
 use mem0_queue::policy::{PolicyHandle, PolicySource};
-use mem0_queue::store::{Limits, NewEntry, Origin, SharedStore, State, Store};
+use mem0_queue::store::{SharedStore, State, Store};
 use mem0_queue::worker::log::WorkerLog;
 use mem0_queue::worker::{self, RunReport, Settings, Worker};
-use mem0_queue_testkit::mem0_server::{Kind, Mem0Server, ServerOptions};
 use tokio::sync::watch;
 
+use crate::db::{self, Row};
+use crate::mem0_server::{Kind, Mem0Server, RequestRecord, ServerOptions};
+use crate::sandbox::{Sandbox, TempDir, clean_command};
 /// Both API kinds, for the scenarios that run against each.
 pub const KINDS: [Kind; 2] = [Kind::Oss, Kind::Platform];
 
@@ -52,38 +52,6 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// The longest one in-process run may take in real time before the test
 /// calls it stuck.
 pub const RUN_LIMIT: Duration = Duration::from_secs(120);
-
-/// The longest a spawned `mem0-queue` process may run before the test kills
-/// it and fails.
-pub const PROCESS_LIMIT: Duration = Duration::from_secs(60);
-
-/// The pause between two looks of a bounded poll.
-pub const POLL_EVERY: Duration = Duration::from_millis(10);
-
-/// A temp directory removed on drop.
-pub struct TempDir(PathBuf);
-
-impl TempDir {
-    pub fn new(tag: &str) -> Self {
-        let p = std::env::temp_dir().join(format!(
-            "mq-{tag}-{}-{}",
-            std::process::id(),
-            uuid::Uuid::now_v7().simple()
-        ));
-        std::fs::create_dir_all(&p).expect("create a temp dir");
-        Self(p)
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 pub fn api_kind(kind: Kind) -> ApiKind {
     match kind {
@@ -241,7 +209,7 @@ impl Harness {
     }
 
     pub fn rows(&self) -> HashMap<String, Row> {
-        rows(&self.db_path())
+        db::rows(&self.db_path())
     }
 
     pub fn row(&self, id: &str) -> Row {
@@ -253,37 +221,20 @@ impl Harness {
     }
 }
 
-/// The limits of a default config.
-pub fn limits() -> Limits {
-    let c = Config::default();
-    Limits {
-        max_content_bytes: c.max_content_bytes,
-        max_metadata_bytes: c.max_metadata_bytes,
-        max_queue_len: c.max_queue_len,
-    }
-}
-
 /// Enqueues `n` distinct entries (`<prefix> number i`) with `created_at` =
 /// [`CREATED_AT_MS`] and metadata `{"n": i}`.
 pub fn enqueue_into(store: &mut Store, n: usize, prefix: &str) -> Vec<String> {
-    let limits = limits();
     (0..n)
         .map(|i| {
-            let e = store
-                .enqueue(
-                    NewEntry {
-                        project: PROJECT.into(),
-                        agent_id: None,
-                        run_id: None,
-                        content: format!("{prefix} number {i}: the user prefers tabs"),
-                        metadata: serde_json::json!({"n": i}),
-                        created_at: CREATED_AT_MS,
-                        origin: Origin::Cli,
-                        id: None,
-                    },
-                    &limits,
-                )
-                .expect("enqueue an entry");
+            let e = db::add(
+                store,
+                db::entry(
+                    PROJECT,
+                    format!("{prefix} number {i}: the user prefers tabs"),
+                    serde_json::json!({"n": i}),
+                    CREATED_AT_MS,
+                ),
+            );
             assert!(!e.deduplicated, "entries are distinct");
             e.id
         })
@@ -297,77 +248,8 @@ pub fn enqueue_in_dir(data_dir: &Path, n: usize) -> Vec<String> {
     enqueue_into(&mut store, n, "memory")
 }
 
-/// One entry's row, with the columns the store's views do not expose.
-#[derive(Debug, Clone)]
-pub struct Row {
-    pub state: State,
-    pub attempts: u32,
-    pub attempts_run: u32,
-    pub runs_failed: u32,
-    pub next_attempt_at: i64,
-    pub last_attempt_at: Option<i64>,
-    pub needs_reconcile: bool,
-    pub lease_owner: Option<String>,
-    pub dead_reason: Option<String>,
-    pub dead_auth: bool,
-    pub delivered_at: Option<i64>,
-    pub last_error: Option<String>,
-    pub remote_ids: Vec<String>,
-}
-
-/// Every row of a queue database, read on a connection of its own.
-pub fn rows(db: &Path) -> HashMap<String, Row> {
-    let conn =
-        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .expect("open the queue read-only");
-    conn.busy_timeout(Duration::from_secs(10))
-        .expect("busy timeout");
-    let mut stmt = conn
-        .prepare(
-            "SELECT id, state, attempts, attempts_run, runs_failed, next_attempt_at,
-                    last_attempt_at, needs_reconcile, lease_owner, dead_reason, dead_auth,
-                    delivered_at, last_error, remote_ids
-               FROM entries",
-        )
-        .expect("prepare");
-    stmt.query_map([], |r| {
-        let state: String = r.get(1)?;
-        let remote: String = r.get(13)?;
-        Ok((
-            r.get::<_, String>(0)?,
-            Row {
-                state: State::parse(&state).expect("a known state"),
-                attempts: r.get(2)?,
-                attempts_run: r.get(3)?,
-                runs_failed: r.get(4)?,
-                next_attempt_at: r.get(5)?,
-                last_attempt_at: r.get(6)?,
-                needs_reconcile: r.get::<_, i64>(7)? != 0,
-                lease_owner: r.get(8)?,
-                dead_reason: r.get(9)?,
-                dead_auth: r.get::<_, i64>(10)? != 0,
-                delivered_at: r.get(11)?,
-                last_error: r.get(12)?,
-                remote_ids: serde_json::from_str(&remote).unwrap_or_default(),
-            },
-        ))
-    })
-    .expect("query")
-    .collect::<Result<_, _>>()
-    .expect("rows")
-}
-
-/// Counts of rows by state.
-pub fn count_states(rows: &HashMap<String, Row>) -> HashMap<&'static str, usize> {
-    let mut m = HashMap::new();
-    for r in rows.values() {
-        *m.entry(r.state.as_str()).or_insert(0) += 1;
-    }
-    m
-}
-
 /// Add requests (either kind's add route) the server received.
-pub fn add_requests(server: &Mem0Server) -> Vec<mem0_queue_testkit::mem0_server::RequestRecord> {
+pub fn add_requests(server: &Mem0Server) -> Vec<RequestRecord> {
     server
         .requests()
         .into_iter()
@@ -381,15 +263,16 @@ pub fn add_requests(server: &Mem0Server) -> Vec<mem0_queue_testkit::mem0_server:
         .collect()
 }
 
-/// The checker: every id is delivered in the DB and exactly once on the
-/// server, or dead in the DB (and never stored); the server holds nothing
-/// else. Returns (delivered, dead).
+/// Every id is delivered in the DB and exactly once on the server, or dead
+/// in the DB (and never stored); the server holds nothing else; and the
+/// [checker](crate::checker) counts nothing lost, duplicated or unexpected.
+/// Returns (delivered, dead).
 pub fn assert_exactly_once_or_dead(
     server: &Mem0Server,
     db: &Path,
     ids: &[String],
 ) -> (usize, usize) {
-    let rows = rows(db);
+    let rows = db::rows(db);
     let counts = server.count_by_mq_id();
     let (mut delivered, mut dead) = (0, 0);
     for id in ids {
@@ -431,41 +314,23 @@ pub fn assert_exactly_once_or_dead(
         delivered,
         "one stored memory per delivered entry"
     );
+    let acknowledged = ids.iter().cloned().collect();
+    let report = crate::checker::check(&acknowledged, db, &counts);
+    assert!(report.ok(), "the checker: {}", report.summary());
     (delivered, dead)
 }
 
-/// Polls `f` every [`POLL_EVERY`] until it holds or `limit` passes.
-pub async fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        if f() {
-            return true;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(POLL_EVERY).await;
-    }
-}
-
-/// The `mem0-queue` binary under test.
-pub fn binary() -> &'static str {
-    env!("CARGO_BIN_EXE_mem0-queue")
-}
-
-/// A `mem0-queue` command over `data_dir`, with a clean environment: HOME is
-/// `home`, no config file, the Mem0 URL and kind given (when `url` is set).
+/// A `mem0-queue` command over the sandbox's data dir, with a clean
+/// environment: HOME in the sandbox, no config file, no PATH, the Mem0 URL
+/// and kind given (when `url` is set).
 pub fn command(
-    home: &Path,
-    data_dir: &Path,
+    sb: &Sandbox,
     url: Option<&str>,
     kind: Kind,
     args: &[&str],
 ) -> tokio::process::Command {
-    let mut c = tokio::process::Command::new(binary());
-    c.env_clear()
-        .env("HOME", home)
-        .env("MEM0_QUEUE_LOG", "warn")
+    let mut c = clean_command(sb.bin(), &sb.home(), None);
+    c.env("MEM0_QUEUE_LOG", "warn")
         .env(
             "MEM0_API_KIND",
             match kind {
@@ -474,37 +339,23 @@ pub fn command(
             },
         )
         .arg("--data-dir")
-        .arg(data_dir)
+        .arg(sb.data_dir())
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
+        .stderr(Stdio::piped());
     if let Some(u) = url {
         c.env("MEM0_API_URL", u);
     }
+    let mut c = tokio::process::Command::from(c);
+    c.kill_on_drop(true);
     c
-}
-
-/// Waits for a child with a bound; kills it and panics past the bound.
-pub async fn wait_child(
-    child: &mut tokio::process::Child,
-    limit: Duration,
-) -> std::process::ExitStatus {
-    match tokio::time::timeout(limit, child.wait()).await {
-        Ok(status) => status.expect("wait for mem0-queue"),
-        Err(_) => {
-            let _ = child.start_kill();
-            let _ = child.wait().await;
-            panic!("mem0-queue did not exit within {limit:?}");
-        }
-    }
 }
 
 /// Runs a command to its end (bounded) and returns (exit code, stderr).
 pub async fn run_to_end(mut cmd: tokio::process::Command) -> (Option<i32>, String) {
     let child = cmd.spawn().expect("spawn mem0-queue");
-    let out = tokio::time::timeout(PROCESS_LIMIT, child.wait_with_output())
+    let out = tokio::time::timeout(crate::wait::PROCESS_LIMIT, child.wait_with_output())
         .await
         .expect("mem0-queue exited within its limit")
         .expect("collect mem0-queue's output");
@@ -512,6 +363,12 @@ pub async fn run_to_end(mut cmd: tokio::process::Command) -> (Option<i32>, Strin
         out.status.code(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// `mem0-queue sync` on the sandbox, run to its end (bounded): (exit code,
+/// stderr).
+pub async fn sync(sb: &Sandbox, url: Option<&str>, kind: Kind) -> (Option<i32>, String) {
+    run_to_end(command(sb, url, kind, &["sync"])).await
 }
 
 /// Sends SIGTERM to a process.

@@ -1,5 +1,6 @@
-//! Shared by the policy integration tests: building the fixture components
-//! of `tests/fixtures/` for wasm32-wasip2, scratch directories, and inputs.
+//! The policy tests' support: building the fixture components of
+//! `tests/fixtures/` for wasm32-wasip2, runtimes on a shared compiled cache,
+//! and policy inputs.
 //!
 //! Each fixture is built at most once per process, one at a time, under a
 //! mutex and a file lock (another test binary may build at the same time),
@@ -7,12 +8,9 @@
 //! `<workspace>/target/wasm-fixtures`. Features of one crate overwrite the same
 //! output file, so each result is copied to a file named after its feature.
 
-#![allow(dead_code)]
-
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 use mem0_queue::policy::{
@@ -20,15 +18,9 @@ use mem0_queue::policy::{
     Rejection, Runtime,
 };
 
-const TARGET: &str = "wasm32-wasip2";
+use crate::sandbox::workspace_root;
 
-/// The workspace root: the host package's parent.
-pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the host package sits under the workspace root")
-        .to_path_buf()
-}
+const TARGET: &str = "wasm32-wasip2";
 
 /// Where the fixtures are built, whatever CARGO_TARGET_DIR says.
 pub fn fixtures_target_dir() -> PathBuf {
@@ -116,40 +108,6 @@ fn build_fixture(name: &str, feature: Option<&str>, key: &str) -> PathBuf {
     std::fs::rename(&tmp, &dest).expect("rename the fixture into place");
     drop(lock);
     dest
-}
-
-/// A scratch directory, removed on drop.
-pub struct TempDir(PathBuf);
-
-impl TempDir {
-    pub fn new(tag: &str) -> Self {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "mem0-queue-test-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create a scratch dir");
-        Self(dir)
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-
-    /// Writes `bytes` to `name` in this dir and returns its path.
-    pub fn file(&self, name: &str, bytes: &[u8]) -> PathBuf {
-        let p = self.0.join(name);
-        std::fs::write(&p, bytes).expect("write a scratch file");
-        p
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// A compiled-component cache shared by the tests (it outlives them, under
@@ -261,17 +219,4 @@ pub fn outcomes() -> Vec<Outcome> {
             auth: false,
         }),
     ]
-}
-
-/// The `mem0-queue` binary with a scrubbed environment: no config file, no
-/// policy, the data dir `data_dir`.
-pub fn cli(data_dir: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mem0-queue"));
-    cmd.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        // No config file there: the defaults apply.
-        .env("HOME", data_dir)
-        .arg("--data-dir")
-        .arg(data_dir.join("data"));
-    cmd
 }

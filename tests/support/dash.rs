@@ -1,26 +1,20 @@
-//! Helpers of the dashboard tests: a queue seeded through the public store
+//! The dashboard tests' support: a queue seeded through the public store
 //! API (pending, failed, dead and delivered entries spread over a week),
 //! the real `mem0-queue dashboard` process, and raw HTTP requests to it.
-#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use mem0_queue::store::{FailureRecord, Limits, NewEntry, Origin, State, Store};
+use mem0_queue::store::{FailureRecord, Store};
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_mem0-queue");
+use crate::db;
+use crate::mem0_server::{FaultPlan, Kind, Mem0Server, ServerOptions};
+use crate::sandbox::Sandbox;
 
 const HOUR: i64 = 3_600_000;
-
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("the clock is after 1970")
-        .as_millis() as i64
-}
 
 /// The ids of what [`seed`] wrote, by state.
 #[derive(Debug, Default)]
@@ -31,38 +25,14 @@ pub struct Seeded {
     pub delivered: Vec<String>,
 }
 
-fn limits() -> Limits {
-    Limits {
-        max_content_bytes: 64 << 10,
-        max_metadata_bytes: 16 << 10,
-        max_queue_len: 100_000,
-    }
-}
-
 fn add(store: &mut Store, project: &str, content: &str, created_at: i64) -> String {
-    store
-        .enqueue(
-            NewEntry {
-                project: project.into(),
-                agent_id: None,
-                run_id: None,
-                content: content.into(),
-                metadata: serde_json::json!({"tags": ["seeded"]}),
-                created_at,
-                origin: Origin::Cli,
-                id: None,
-            },
-            &limits(),
-        )
-        .expect("enqueue")
-        .id
-}
-
-/// Claims the one pending entry `id` (it must be the only one due).
-fn claim(store: &mut Store, id: &str, at: i64) {
-    let c = store.claim("seed", at, 60_000, 1).expect("claim");
-    assert_eq!(c.len(), 1, "one entry to claim");
-    assert_eq!(c[0].id, id, "the entry just saved is claimed");
+    let e = db::entry(
+        project,
+        content,
+        serde_json::json!({"tags": ["seeded"]}),
+        created_at,
+    );
+    db::add(store, e).id
 }
 
 /// Fills `db` with `delivered` delivered entries over the last week,
@@ -71,7 +41,7 @@ fn claim(store: &mut Store, id: &str, at: i64) {
 pub fn seed(db: &Path, pending: usize, failed: usize, dead: usize, delivered: usize) -> Seeded {
     std::fs::create_dir_all(db.parent().expect("a parent")).expect("the data dir");
     let mut store = Store::open(db).expect("open the queue");
-    let now = now_ms();
+    let now = mem0_queue::clock::now_ms();
     let mut out = Seeded::default();
     for i in 0..delivered {
         // Spread over the last 6 days (inside the 7-day chart whatever the
@@ -82,86 +52,46 @@ pub fn seed(db: &Path, pending: usize, failed: usize, dead: usize, delivered: us
             (i as i64 * 7) % (6 * 24) * HOUR
         };
         let at = now - back - 60_000;
-        let id = add(
-            &mut store,
-            "windsurf-project",
-            &format!("Delivered memory {i}: the queue keeps saves local"),
-            at,
-        );
-        claim(&mut store, &id, at);
-        store
-            .record_delivered(&id, &[format!("remote-{i}")], at + 30_000)
-            .expect("record delivered");
+        let content = format!("Delivered memory {i}: the queue keeps saves local");
+        let id = add(&mut store, "windsurf-project", &content, at);
+        let remote = [format!("remote-{i}")];
+        db::deliver_one(&mut store, "seed", &id, &remote, at, at + 30_000);
         out.delivered.push(id);
     }
     for i in 0..failed {
         let at = now - (i as i64 + 2) * HOUR;
-        let id = add(
+        let content = format!("Failed memory {i}: the VPS was down");
+        let id = add(&mut store, "windsurf-project", &content, at);
+        let error = "HTTP 503 Service Unavailable";
+        db::fail_one(
             &mut store,
-            "windsurf-project",
-            &format!("Failed memory {i}: the VPS was down"),
+            "seed",
+            &id,
+            &FailureRecord::Fail,
+            error,
             at,
+            at + 1000,
         );
-        claim(&mut store, &id, at);
-        store
-            .record_failure(
-                &id,
-                "seed",
-                &FailureRecord::Fail,
-                "HTTP 503 Service Unavailable",
-                false,
-                at + 1000,
-            )
-            .expect("record failure");
         out.failed.push(id);
     }
     for i in 0..dead {
         let at = now - (i as i64 + 5) * HOUR;
-        let id = add(
-            &mut store,
-            "secondbrain",
-            &format!("Dead memory {i}: <b>not</b> HTML, a secret-ish text"),
-            at,
-        );
-        claim(&mut store, &id, at);
-        store
-            .record_failure(
-                &id,
-                "seed",
-                &FailureRecord::Dead {
-                    reason: "HTTP 422: the server rejected the memory".into(),
-                    auth: false,
-                },
-                "HTTP 422",
-                false,
-                at + 1000,
-            )
-            .expect("record dead");
+        let content = format!("Dead memory {i}: <b>not</b> HTML, a secret-ish text");
+        let id = add(&mut store, "secondbrain", &content, at);
+        let record = FailureRecord::Dead {
+            reason: "HTTP 422: the server rejected the memory".into(),
+            auth: false,
+        };
+        db::fail_one(&mut store, "seed", &id, &record, "HTTP 422", at, at + 1000);
         out.dead.push(id);
     }
     for i in 0..pending {
         let at = now - (i as i64 * 17 + 3) * 60_000;
-        out.pending.push(add(
-            &mut store,
-            "windsurf-project",
-            &format!("Pending memory {i}: waiting for the worker"),
-            at,
-        ));
+        let content = format!("Pending memory {i}: waiting for the worker");
+        out.pending
+            .push(add(&mut store, "windsurf-project", &content, at));
     }
     out
-}
-
-/// Counts of entries by state, read from the database file.
-pub fn counts(db: &Path) -> mem0_queue::store::Counts {
-    Store::open(db).expect("open").counts().expect("counts")
-}
-
-pub fn state_of(db: &Path, id: &str) -> State {
-    Store::open(db)
-        .expect("open")
-        .get(id, false)
-        .expect("the entry")
-        .state
 }
 
 /// A running `mem0-queue dashboard --port 0`.
@@ -174,19 +104,17 @@ pub struct Dashboard {
 }
 
 impl Dashboard {
-    /// Starts it on `data_dir` with a clean environment plus `env`, and
-    /// reads the URL it prints.
-    pub fn start(home: &Path, data_dir: &Path, env: &[(&str, &str)], extra: &[&str]) -> Self {
-        let mut c = Command::new(BIN);
-        c.env_clear()
-            .env("HOME", home)
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .envs(env.iter().copied())
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args(["dashboard", "--port", "0"])
-            .args(extra)
-            .stdin(Stdio::null())
+    /// `mem0-queue dashboard --port 0 EXTRA` on `data_dir`, in the
+    /// sandbox's clean environment (a test may add variables to it).
+    pub fn command(sb: &Sandbox, data_dir: &Path, extra: &[&str]) -> Command {
+        let mut c = sb.command_in(data_dir, &["dashboard", "--port", "0"]);
+        c.args(extra);
+        c
+    }
+
+    /// Spawns a [`Dashboard::command`] and reads the URL it prints.
+    pub fn start(mut c: Command) -> Self {
+        c.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         let mut child = c.spawn().expect("spawn mem0-queue dashboard");
@@ -233,18 +161,11 @@ impl Dashboard {
         if let Some(mut r) = self.stdout.take() {
             let _ = r.read_to_string(&mut rest);
         }
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            if std::time::Instant::now() > deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                panic!("the dashboard did not stop within 20 s of SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        crate::wait::child(
+            &mut self.child,
+            Duration::from_secs(20),
+            "the dashboard (after SIGTERM)",
+        );
         rest
     }
 }
@@ -370,10 +291,28 @@ pub fn get(port: u16, path: &str, host: &str, extra: &[&str]) -> Answer {
     raw(port, &head, b"")
 }
 
-/// The workspace root.
-pub fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the workspace root")
-        .to_path_buf()
+/// An OSS test Mem0 server that takes `latency` over each request, so that
+/// a sync's progress can be seen moving.
+pub async fn slow_server(seed: u64, latency: Duration) -> Mem0Server {
+    let server = Mem0Server::start(ServerOptions {
+        kind: Kind::Oss,
+        api_key: None,
+        seed,
+    })
+    .await;
+    server.set_faults(FaultPlan {
+        latency: Some(latency),
+        ..FaultPlan::default()
+    });
+    server
+}
+
+/// The dashboard on `data_dir`, delivering to `server` one add at a time
+/// (`concurrency=1`), started off the async runtime.
+pub async fn syncing(sb: &Sandbox, data_dir: &Path, server: &Mem0Server) -> Dashboard {
+    let mut c = Dashboard::command(sb, data_dir, &["--set", "concurrency=1"]);
+    c.env("MEM0_API_URL", server.url());
+    tokio::task::spawn_blocking(move || Dashboard::start(c))
+        .await
+        .expect("start the dashboard")
 }

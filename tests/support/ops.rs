@@ -1,0 +1,61 @@
+//! Running the operations commands (install, schedule, hook, status,
+//! config, doctor) in a [`Sandbox`](crate::sandbox::Sandbox) built with
+//! [`ops_command`](crate::sandbox::Sandbox::ops_command), and seeding their
+//! queue.
+//!
+//! The binary never sees the developer's own HOME, MEM0_* variables,
+//! XDG dirs, Claude Code config dir or user systemd/D-Bus session: PATH is
+//! a temp dir holding only the fake tools a test puts there.
+
+use std::process::{Command, Output};
+
+use mem0_queue::store::Store;
+
+use crate::db;
+
+/// Runs a command to its end, bounded: panics if it takes over
+/// [`PROCESS_LIMIT`](crate::wait::PROCESS_LIMIT).
+pub fn run(c: Command) -> Output {
+    crate::wait::run(c, crate::wait::PROCESS_LIMIT)
+}
+
+/// stdout and stderr as text, for assertion messages.
+pub fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// Runs and expects exit 0; returns stdout.
+pub fn ok(c: Command) -> String {
+    let o = run(c);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "stdout:\n{out}\nstderr:\n{err}");
+    out
+}
+
+/// Enqueues `n` distinct entries of project `ops-tests`, created now;
+/// returns their ids.
+pub fn enqueue(store: &mut Store, n: usize, tag: &str) -> Vec<String> {
+    (0..n)
+        .map(|i| {
+            let e = db::entry(
+                "ops-tests",
+                format!("ops test memory {tag} {i}"),
+                serde_json::json!({}),
+                mem0_queue::clock::now_ms(),
+            );
+            db::add(store, e).id
+        })
+        .collect()
+}
+
+/// The binary's canonical path, as an install writes it.
+pub fn canonical_bin(bin: &str) -> String {
+    std::path::Path::new(bin)
+        .canonicalize()
+        .expect("canonical")
+        .display()
+        .to_string()
+}
