@@ -252,12 +252,15 @@ impl Worker {
             {
                 report.stopped = Some(Stop::MaxDuration);
             }
+            // One request at a time while probing, and while the last
+            // answers were connection failures: a dead server is not sent
+            // fresh requests to time out while the breaker counts.
+            let width = if probing || consecutive > 0 {
+                1
+            } else {
+                self.settings.concurrency
+            };
             if report.stopped.is_none() {
-                let width = if probing {
-                    1
-                } else {
-                    self.settings.concurrency
-                };
                 let free = width.saturating_sub(inflight.len());
                 if free > 0 {
                     let now = self.clock.now_ms();
@@ -285,13 +288,7 @@ impl Worker {
                 self.abandon(&mut inflight, &mut ids, &mut report).await?;
                 break;
             }
-            let next_due = if report.stopped.is_none()
-                && inflight.len()
-                    < (if probing {
-                        1
-                    } else {
-                        self.settings.concurrency
-                    }) {
+            let next_due = if report.stopped.is_none() && inflight.len() < width {
                 self.store.run(|s| s.next_due()).await?
             } else {
                 None
