@@ -239,10 +239,10 @@ const STANDARD_FORMATS: &[&str] = &[
 fn nonstandard_formats(v: &Value, path: &str, out: &mut Vec<String>) {
     match v {
         Value::Object(o) => {
-            if let Some(Value::String(f)) = o.get("format") {
-                if !STANDARD_FORMATS.contains(&f.as_str()) {
-                    out.push(format!("{path}/format = {f}"));
-                }
+            if let Some(Value::String(f)) = o.get("format")
+                && !STANDARD_FORMATS.contains(&f.as_str())
+            {
+                out.push(format!("{path}/format = {f}"));
             }
             for (k, v) in o {
                 nonstandard_formats(v, &format!("{path}/{k}"), out);

@@ -491,10 +491,10 @@ fn validate(c: &Config, sources: &BTreeMap<&'static str, Source>) -> Result<(), 
             return Err(bad(key, "must be more than zero"));
         }
     }
-    if let Some(url) = &c.api_url {
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
-            return Err(bad("api_url", "must start with http:// or https://"));
-        }
+    if let Some(url) = &c.api_url
+        && !(url.starts_with("http://") || url.starts_with("https://"))
+    {
+        return Err(bad("api_url", "must start with http:// or https://"));
     }
     Ok(())
 }

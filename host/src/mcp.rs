@@ -142,10 +142,10 @@ const STANDARD_FORMATS: &[&str] = &[
 fn strip_formats(v: &mut Value) {
     match v {
         Value::Object(o) => {
-            if let Some(Value::String(f)) = o.get("format") {
-                if !STANDARD_FORMATS.contains(&f.as_str()) {
-                    o.remove("format");
-                }
+            if let Some(Value::String(f)) = o.get("format")
+                && !STANDARD_FORMATS.contains(&f.as_str())
+            {
+                o.remove("format");
             }
             o.values_mut().for_each(strip_formats);
         }

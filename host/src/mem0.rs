@@ -278,12 +278,12 @@ impl Client {
             .await
             .map_err(classify_send_error)?;
         let body = read_success(resp).await?;
-        if let Some(event_id) = body.get("event_id").and_then(Value::as_str) {
-            if body.get("results").is_none() {
-                return Ok(AddResult::Pending {
-                    event_id: event_id.to_string(),
-                });
-            }
+        if let Some(event_id) = body.get("event_id").and_then(Value::as_str)
+            && body.get("results").is_none()
+        {
+            return Ok(AddResult::Pending {
+                event_id: event_id.to_string(),
+            });
         }
         Ok(AddResult::Delivered(result_ids(&body)))
     }

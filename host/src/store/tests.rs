@@ -223,7 +223,10 @@ fn claims_lease_and_record_outcomes() {
     let summaries = s.failed_summaries(10_000).expect("summaries");
     assert_eq!(summaries.len(), 1);
     assert_eq!(summaries[0].runs_failed, 1);
-    assert_eq!(s.revive(&[a.clone()], 10_000).expect("revive"), 1);
+    assert_eq!(
+        s.revive(std::slice::from_ref(&a), 10_000).expect("revive"),
+        1
+    );
     let fresh = s.claim("w1", 10_000, 60_000, 10).expect("claim");
     assert_eq!(fresh[0].attempts_run, 0);
     assert_eq!(fresh[0].attempts, 2);

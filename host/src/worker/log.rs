@@ -33,11 +33,11 @@ impl WorkerLog {
     }
 
     fn append(&self, text: &str) -> std::io::Result<()> {
-        if let Ok(m) = std::fs::metadata(&self.path) {
-            if m.len() >= self.max_bytes {
-                let rotated = self.path.with_extension("log.1");
-                std::fs::rename(&self.path, rotated)?;
-            }
+        if let Ok(m) = std::fs::metadata(&self.path)
+            && m.len() >= self.max_bytes
+        {
+            let rotated = self.path.with_extension("log.1");
+            std::fs::rename(&self.path, rotated)?;
         }
         let mut f = std::fs::OpenOptions::new()
             .create(true)

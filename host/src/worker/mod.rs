@@ -299,11 +299,12 @@ impl Worker {
             if inflight.is_empty() && wait.is_none() {
                 break;
             }
-            if let (Some(w), Some(d)) = (wait, deadline) {
-                if inflight.is_empty() && tokio::time::Instant::now() + w > d {
-                    report.stopped = Some(Stop::MaxDuration);
-                    break;
-                }
+            if let (Some(w), Some(d)) = (wait, deadline)
+                && inflight.is_empty()
+                && tokio::time::Instant::now() + w > d
+            {
+                report.stopped = Some(Stop::MaxDuration);
+                break;
             }
             let deadline_sleep = async {
                 match deadline {
