@@ -220,3 +220,29 @@ pub fn outcomes() -> Vec<Outcome> {
         }),
     ]
 }
+
+/// Checks the report of the `snoop` fixture (its alert's message, probes
+/// `name=OK(..)` / `name=ERR(..)` joined by "; "): no file read or written,
+/// no socket, no environment variable, no argument. Returns the probes.
+pub fn assert_snoop_found_nothing(message: &str) -> std::collections::BTreeMap<&str, &str> {
+    let found: std::collections::BTreeMap<&str, &str> = message
+        .split("; ")
+        .filter_map(|kv| kv.split_once('='))
+        .collect();
+    for probe in [
+        "read_dir_root",
+        "read_dir_dot",
+        "read_passwd",
+        "write_tmp",
+        "tcp_connect",
+        "dns",
+    ] {
+        let v = found
+            .get(probe)
+            .unwrap_or_else(|| panic!("no {probe} in {message}"));
+        assert!(v.starts_with("ERR("), "{probe}: {v}");
+    }
+    assert_eq!(found.get("env_vars"), Some(&"0()"), "{message}");
+    assert_eq!(found.get("args"), Some(&"0"), "{message}");
+    found
+}
