@@ -21,7 +21,7 @@ reliability() {
   export MQ_R2_SAVES=${MQ_R2_SAVES:-2500}
   export PROPTEST_CASES=${PROPTEST_CASES:-20000}
   local suites=(reliability_crash reliability_contention worker_faults fuzz_inputs
-                policy_hostile mcp_bad_input reliability_secrets)
+                policy_hostile reliability_hostile_policy mcp_bad_input reliability_secrets)
   local log=target/proof-reliability.log
   mkdir -p target
   : > "$log"
