@@ -6,6 +6,7 @@
 #   tests/proof.sh               both (about an hour on 2 cores)
 #   tests/proof.sh reliability   the suites only
 #   tests/proof.sh bench         the benchmarks only (tests/bench/run-all.sh)
+#   tests/proof.sh figures       rewrite the figures from the last suites' log
 #
 # `cargo test --workspace` (the README's test command, run by CI) runs the
 # same suites in their short form. Sizes here can be changed through the
@@ -13,6 +14,39 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-all}
+
+# Rewrites the figures of docs/RELIABILITY.md from the suites' log: a table
+# of the checker's counts per suite, then every suite's line as printed.
+figures() {
+  python3 - target/proof-reliability.log <<'PY'
+import re, sys, datetime, os
+lines = [m.group(0) for m in re.finditer(r"R[1-7] [a-z][^\n]*", open(sys.argv[1]).read())]
+lines.sort(key=lambda l: l[:2])
+rows = []
+for l in lines:
+    c = dict(re.findall(r"(acknowledged|indeterminate|delivered|queued|lost|duplicated|unexpected)=(\d+)", l))
+    if "lost" in c:
+        label = re.match(r"(.*?): (?=[\w ]+=)", l)
+        label = label.group(1) if label else l.split(": ")[0]
+        t = (re.search(r"trials=(\d+)", l) or re.search(r"(\d+) tool calls", l)
+             or re.search(r"processes=(\d+ x saves=\d+)", l))
+        trials = t.group(1).replace(" saves=", " ") if t else ""
+        rows.append("| {} | {} | {} | {} | {} | {} | {} | {} |".format(
+            label, trials, c.get("acknowledged", ""),
+            c.get("indeterminate", ""), c.get("delivered", ""), c["lost"], c["duplicated"], c["unexpected"]))
+path = "docs/RELIABILITY.md"
+doc = open(path).read()
+start, end = "<!-- figures:start -->", "<!-- figures:end -->"
+body = (f"{start}\nWritten by `tests/proof.sh reliability` on "
+        f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%dT%H:%MZ}, {os.cpu_count()} cores, release build.\n\n"
+        "| suite | trials | acknowledged | indeterminate | delivered | lost | duplicated | unexpected |\n"
+        "|---|---|---|---|---|---|---|---|\n" + "\n".join(rows) +
+        "\n\nEach suite's own line:\n\n```text\n" + "\n".join(lines) + "\n```\n" + end)
+doc = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: body, doc, flags=re.S)
+open(path, "w").write(doc)
+PY
+  echo "wrote docs/RELIABILITY.md"
+}
 
 reliability() {
   # The full sizes issue 7 names: 1,000 crash trials per API kind, 4 x 2,500
@@ -30,27 +64,13 @@ reliability() {
     echo "== $t" | tee -a "$log"
     cargo test --release -q -p mem0-queue --test "$t" -- --nocapture 2>&1 | tee -a "$log"
   done
-  local figures
-  figures=$(grep -oE 'R[1-7] [a-z].*' "$log" | sort -s -k1,1)
-  python3 - "$figures" <<'PY'
-import re, sys, datetime, subprocess
-figures = sys.argv[1]
-path = "docs/RELIABILITY.md"
-doc = open(path).read()
-start, end = "<!-- figures:start -->", "<!-- figures:end -->"
-cpu = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
-body = (f"{start}\nWritten by `tests/proof.sh reliability` on "
-        f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%dT%H:%MZ}, {cpu} cores, release build.\n\n"
-        "```text\n" + figures + "\n```\n" + end)
-doc = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: body, doc, flags=re.S)
-open(path, "w").write(doc)
-PY
-  echo "wrote docs/RELIABILITY.md"
+  figures
 }
 
 case "$what" in
   reliability) reliability ;;
+  figures) figures ;;
   bench) tests/bench/run-all.sh ;;
   all) reliability; tests/bench/run-all.sh ;;
-  *) echo "usage: tests/proof.sh [all|reliability|bench]" >&2; exit 2 ;;
+  *) echo "usage: tests/proof.sh [all|reliability|bench|figures]" >&2; exit 2 ;;
 esac
