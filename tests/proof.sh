@@ -19,7 +19,8 @@ what=${1:-all}
 # of the checker's counts per suite, then every suite's line as printed.
 figures() {
   python3 - target/proof-reliability.log <<'PY'
-import re, sys, datetime, os
+import re, sys, datetime, os, subprocess
+commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip() or "?"
 lines = [m.group(0) for m in re.finditer(r"R[1-7] [a-z][^\n]*", open(sys.argv[1]).read())]
 lines.sort(key=lambda l: l[:2])
 rows = []
@@ -38,7 +39,7 @@ path = "docs/RELIABILITY.md"
 doc = open(path).read()
 start, end = "<!-- figures:start -->", "<!-- figures:end -->"
 body = (f"{start}\nWritten by `tests/proof.sh reliability` on "
-        f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%dT%H:%MZ}, {os.cpu_count()} cores, release build.\n\n"
+        f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%dT%H:%MZ}, {os.cpu_count()} cores, release build, at commit {commit}.\n\n"
         "| suite | trials | acknowledged | indeterminate | delivered | lost | duplicated | unexpected |\n"
         "|---|---|---|---|---|---|---|---|\n" + "\n".join(rows) +
         "\n\nEach suite's own line:\n\n```text\n" + "\n".join(lines) + "\n```\n" + end)

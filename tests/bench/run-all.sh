@@ -14,7 +14,7 @@ trap 'rm -f "$tmp"' EXIT
 {
   echo "# Benchmarks"
   echo
-  echo "Written by \`tests/bench/run-all.sh\` on $(date -u +%Y-%m-%dT%H:%MZ)."
+  echo "Written by \`tests/bench/run-all.sh\` on $(date -u +%Y-%m-%dT%H:%MZ), at commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')."
   echo "Machine: $(nproc) cores, $(uname -m), $(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2 | sed 's/^ //' || echo unknown CPU)."
   echo "The machine is shared and noisy: compare the ratios measured within one run, not absolute times across runs."
   echo
