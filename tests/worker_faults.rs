@@ -1,5 +1,6 @@
-//! Every fault of the test server, alone and mixed, over 50 entries and a
-//! bounded number of runs, on both API kinds: at the end every entry is
+//! R3: every fault of the test server, alone and mixed, over 50 entries
+//! and a bounded number of runs, on both API kinds (and platform events that
+//! end FAILED): at the end every entry is
 //! delivered exactly once on the server or dead for a permanent reason;
 //! nothing is lost from the queue and nothing unexpected is on the server.
 
@@ -284,4 +285,54 @@ async fn random_mix_with_a_fixed_seed() {
         );
         println!("{kind:?}: {t:?}; faults seen {kinds_seen:?}");
     }
+}
+
+/// The platform accepts each add (an event PENDING for one poll) and then
+/// fails the event: nothing was stored. Each entry must be added again, and
+/// once the events succeed, delivered exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_platform_events_are_added_again_and_delivered_once() {
+    let h = Harness::start(Options::new(Kind::Platform)).await;
+    let ids = h.enqueue(ENTRIES).await;
+    h.server.set_faults(FaultPlan {
+        events: EventPlan {
+            pending_polls: 1,
+            fail: true,
+        },
+        ..FaultPlan::default()
+    });
+    let first = h.run().await;
+    assert!(
+        h.server.stored().is_empty(),
+        "a failed event stores nothing"
+    );
+    assert_eq!(first.delivered, 0, "{first:?}");
+    assert!(first.retried > 0 && first.failed > 0, "{first:?}");
+    assert!(
+        h.rows().values().all(|r| r.state == State::Failed),
+        "every entry used its tries on failed events"
+    );
+
+    h.server.set_faults(FaultPlan::default());
+    let mut runs = 1;
+    while runs < MAX_RUNS && h.run().await.remaining > 0 {
+        runs += 1;
+    }
+    let (delivered, dead) = assert_exactly_once_or_dead(&h.server, &h.db_path(), &ids);
+    assert_eq!((delivered, dead), (ENTRIES, 0));
+    let adds = add_requests(&h.server).len();
+    assert!(
+        adds > ENTRIES,
+        "each entry was added again after its failed events: {adds} adds"
+    );
+    let report = checker::check(
+        &ids.iter().cloned().collect(),
+        &h.db_path(),
+        &h.server.count_by_mq_id(),
+    );
+    println!(
+        "R3 faults EventFailed Platform: runs={} attempts={adds} reconciled=0 dead=0; {}",
+        runs + 1,
+        report.summary()
+    );
 }
