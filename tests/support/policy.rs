@@ -162,17 +162,9 @@ pub fn entry(attempts_this_run: u32) -> EntryState {
     }
 }
 
+/// `pending` and `failed` entries, the rest as `policy check`'s scenario.
 pub fn stats(pending: u64, failed: u64) -> QueueStats {
-    QueueStats {
-        pending,
-        in_flight: 0,
-        failed,
-        dead: 0,
-        dead_auth: 0,
-        oldest_pending_age_ms: Some(3_600_000),
-        last_success_age_ms: Some(3_600_000),
-        consecutive_failing_runs: 0,
-    }
+    mem0_queue::policy::check::scenario_stats(pending, failed)
 }
 
 pub fn breaker_input(consecutive_failures: u32, previous_run_tripped: bool) -> BreakerInput {

@@ -177,16 +177,7 @@ fn render(rt: &Runtime, loaded: &Loaded) -> Result<String, PolicyError> {
 
     let _ = writeln!(out, "\nAlerts (pending, failed -> alerts):");
     for (pending, failed) in ALERT_POINTS {
-        let stats = QueueStats {
-            pending,
-            in_flight: 0,
-            failed,
-            dead: 0,
-            dead_auth: 0,
-            oldest_pending_age_ms: Some(3_600_000),
-            last_success_age_ms: Some(3_600_000),
-            consecutive_failing_runs: 0,
-        };
+        let stats = scenario_stats(pending, failed);
         let alerts = host.call(loaded, 0, |d, s| {
             d.mem0_queue_policy_policy().call_alerts(s, stats)
         })?;
@@ -233,5 +224,21 @@ impl HostRef<'_> {
             .host
             .call(loaded, items, f)?
             .map_err(|e| PolicyError::Returned(super::truncate(&e, 200)))
+    }
+}
+
+/// The queue statistics of the fixed scenario: `pending` and `failed`
+/// entries, nothing in flight or dead, the oldest pending and the last
+/// success an hour old.
+pub fn scenario_stats(pending: u64, failed: u64) -> QueueStats {
+    QueueStats {
+        pending,
+        in_flight: 0,
+        failed,
+        dead: 0,
+        dead_auth: 0,
+        oldest_pending_age_ms: Some(3_600_000),
+        last_success_age_ms: Some(3_600_000),
+        consecutive_failing_runs: 0,
     }
 }
