@@ -15,6 +15,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-all}
 
+# On a fresh clone: the policy components and the test fixtures are built
+# for this target (idempotent, and quick when it is there).
+if command -v rustup >/dev/null; then rustup target add wasm32-wasip2 >/dev/null; fi
+
 # Rewrites the figures of docs/RELIABILITY.md from the suites' log: a table
 # of the checker's counts per suite, then every suite's line as printed.
 figures() {
