@@ -17,7 +17,9 @@ what=${1:-all}
 
 # On a fresh clone: the policy components and the test fixtures are built
 # for this target (idempotent, and quick when it is there).
-if command -v rustup >/dev/null; then rustup target add wasm32-wasip2 >/dev/null; fi
+if command -v rustup >/dev/null; then
+  rustup target add wasm32-wasip2 >/dev/null 2>&1 || echo "proof.sh: rustup target add wasm32-wasip2 failed" >&2
+fi
 
 # Rewrites the figures of docs/RELIABILITY.md from the suites' log: a table
 # of the checker's counts per suite, then every suite's line as printed.
