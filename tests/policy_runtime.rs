@@ -172,27 +172,10 @@ fn the_embedded_component_decides_exactly_like_its_native_twin() {
 /// The jitter crate's own logic, natively, in the host's types.
 fn jitter_native(e: policy::EntryState, outcome: &Outcome, random: u32) -> Decision {
     use mem0_queue_policy_sdk as sdk;
-    let o = match outcome {
-        Outcome::ConnectError => sdk::Outcome::ConnectError,
-        Outcome::TimeoutBeforeSend => sdk::Outcome::TimeoutBeforeSend,
-        Outcome::Unknown => sdk::Outcome::Unknown,
-        Outcome::Http(h) => sdk::Outcome::Http(sdk::HttpFailure {
-            status: h.status,
-            retry_after_ms: h.retry_after_ms,
-            code: h.code.clone(),
-        }),
-        Outcome::Permanent(r) => sdk::Outcome::Permanent(sdk::Rejection {
-            status: r.status,
-            auth: r.auth,
-        }),
-    };
-    let e = sdk::EntryState {
-        attempts_this_run: e.attempts_this_run,
-        total_attempts: e.total_attempts,
-        runs_failed: e.runs_failed,
-        age_ms: e.age_ms,
-        size_bytes: e.size_bytes,
-    };
+    let (e, o) = (
+        policy::native::sdk_entry(e),
+        policy::native::sdk_outcome(outcome),
+    );
     match mem0_queue_policy_jitter::JitterPolicy::on_failure(e, o, random) {
         Ok(sdk::Decision::RetryAfterMs(ms)) => Decision::RetryAfterMs(ms),
         Ok(sdk::Decision::Fail) => Decision::Fail,

@@ -12,7 +12,8 @@ use super::wasm::{
     QueueStats,
 };
 
-fn entry(e: EntryState) -> sdk::EntryState {
+/// The host's entry state in the guest SDK's type.
+pub fn sdk_entry(e: EntryState) -> sdk::EntryState {
     sdk::EntryState {
         attempts_this_run: e.attempts_this_run,
         total_attempts: e.total_attempts,
@@ -22,7 +23,8 @@ fn entry(e: EntryState) -> sdk::EntryState {
     }
 }
 
-fn outcome(o: &Outcome) -> sdk::Outcome {
+/// The host's classified outcome in the guest SDK's type.
+pub fn sdk_outcome(o: &Outcome) -> sdk::Outcome {
     match o {
         Outcome::ConnectError => sdk::Outcome::ConnectError,
         Outcome::TimeoutBeforeSend => sdk::Outcome::TimeoutBeforeSend,
@@ -40,7 +42,7 @@ fn outcome(o: &Outcome) -> sdk::Outcome {
 }
 
 pub fn on_failure(e: EntryState, o: &Outcome, random: u32) -> Decision {
-    match DefaultPolicy::on_failure(entry(e), outcome(o), random) {
+    match DefaultPolicy::on_failure(sdk_entry(e), sdk_outcome(o), random) {
         Ok(sdk::Decision::RetryAfterMs(ms)) => Decision::RetryAfterMs(ms),
         Ok(sdk::Decision::Dead(r)) => Decision::Dead(r),
         Ok(sdk::Decision::Fail) | Err(_) => Decision::Fail,
