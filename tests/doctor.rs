@@ -8,7 +8,8 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
-use mem0_queue_testkit::mem0_server::{Kind, Mem0Server, ServerOptions};
+use mem0_queue_testkit::mem0_server::Kind;
+use mem0_queue_testkit::worker::server;
 use mem0_queue_testkit::{
     bin,
     db::store,
@@ -44,12 +45,7 @@ fn line<'a>(out: &'a str, name: &str) -> &'a str {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn all_green_when_installed_then_a_fail_with_its_fix_when_the_server_is_down() {
-    let srv = Mem0Server::start(ServerOptions {
-        kind: Kind::Oss,
-        api_key: Some("k-doctor".into()),
-        seed: 3,
-    })
-    .await;
+    let srv = server(Kind::Oss, Some("k-doctor"), 3).await;
     let home = Sandbox::new(bin!());
     write_config(
         &home,
@@ -122,12 +118,7 @@ async fn all_green_when_installed_then_a_fail_with_its_fix_when_the_server_is_do
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_installed_and_a_readable_key_each_fail_with_a_fix() {
-    let srv = Mem0Server::start(ServerOptions {
-        kind: Kind::Oss,
-        api_key: None,
-        seed: 4,
-    })
-    .await;
+    let srv = server(Kind::Oss, None, 4).await;
     let home = Sandbox::new(bin!());
     let cfg = write_config(
         &home,

@@ -11,7 +11,8 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use mem0_queue::store::State;
-use mem0_queue_testkit::mem0_server::{Fault, FaultPlan, Kind, Mem0Server, ServerOptions};
+use mem0_queue_testkit::mem0_server::{Fault, FaultPlan, Kind};
+use mem0_queue_testkit::worker::server;
 use mem0_queue_testkit::{bin, db::store, ops::enqueue, process::running, sandbox::Sandbox};
 
 /// Claude Code's budget for a SessionEnd hook.
@@ -29,12 +30,7 @@ fn session_of(pid: u32) -> Option<u32> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn returns_at_once_with_stdin_open_and_a_detached_sync_delivers() {
-    let srv = Mem0Server::start(ServerOptions {
-        kind: Kind::Oss,
-        api_key: None,
-        seed: 7,
-    })
-    .await;
+    let srv = server(Kind::Oss, None, 7).await;
     // Slow adds: the sync is still running when the hook's group is killed.
     srv.set_faults(FaultPlan::script([Some(Fault::Latency(
         Duration::from_millis(1500),

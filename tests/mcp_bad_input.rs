@@ -7,7 +7,8 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 
 use mem0_queue_testkit::checker;
-use mem0_queue_testkit::mem0_server::{Kind, Mem0Server, ServerOptions};
+use mem0_queue_testkit::mem0_server::Kind;
+use mem0_queue_testkit::worker;
 use mem0_queue_testkit::{
     bin,
     db::{count, fingerprint, integrity},
@@ -421,12 +422,7 @@ async fn a_full_disk_gets_not_queued_and_the_db_stays_sound() {
     // refused save's WAL frames hold that space until a checkpoint, which
     // itself needs room for the database to grow.)
     disk.grow("4m");
-    let mem0 = Mem0Server::start(ServerOptions {
-        kind: Kind::Oss,
-        api_key: None,
-        seed: 6,
-    })
-    .await;
+    let mem0 = worker::server(Kind::Oss, None, 6).await;
     // Async: the test server runs on this test's (single-threaded) runtime.
     let mut sync = sb.command_in(&data, &["sync"]);
     sync.env("MEM0_API_URL", mem0.url())
