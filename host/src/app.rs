@@ -125,10 +125,24 @@ impl App {
                 );
             }
         }
+        if let Some(rec) = self.config_problem().await {
+            alerts.insert(0, config_problem_alert(&rec, stats.counts.undelivered()));
+        }
         if let Ok(mut i) = self.policy_info.lock() {
             *i = info;
         }
         Ok(alerts)
+    }
+
+    /// The configuration problem the last delivery run (of any process)
+    /// stopped on, if no run has reached Mem0 since.
+    pub async fn config_problem(&self) -> Option<crate::worker::ConfigProblemRecord> {
+        self.store
+            .run(|s| s.meta_get(crate::worker::CONFIG_PROBLEM_KEY))
+            .await
+            .ok()
+            .flatten()
+            .and_then(|v| serde_json::from_str(&v).ok())
     }
 
     /// Merges the local graph into the configured JSONL file, if any.
@@ -148,6 +162,26 @@ impl App {
             .lock()
             .map(|i| i.clone())
             .unwrap_or_else(|p| p.into_inner().clone())
+    }
+}
+
+/// The CRITICAL alert of a configuration problem. It is the host's, not
+/// the policy's: no policy can turn "nothing will be delivered until a
+/// person fixes the config" into anything milder.
+pub fn config_problem_alert(rec: &crate::worker::ConfigProblemRecord, waiting: u64) -> Alert {
+    Alert {
+        level: policy::Level::Critical,
+        code: rec.problem.code().into(),
+        message: policy::truncate(
+            &format!(
+                "MEM0 CONFIG - CRITICAL: {} answered {}. Nothing is delivered until this is fixed; \
+                 {waiting} memories wait safely in the local queue, and the first run after the fix delivers them.",
+                rec.api_url,
+                rec.problem.describe()
+            ),
+            1_000,
+        ),
+        actions: rec.problem.fix(&rec.api_url),
     }
 }
 

@@ -17,8 +17,19 @@ use crate::store::{State, Store};
 /// Exit code of `sync` when entries remain undelivered (sysexits' EX_TEMPFAIL).
 pub const EXIT_TEMPFAIL: u8 = 75;
 
-/// Exit code for a configuration error (sysexits' EX_CONFIG).
+/// Exit code for a configuration error (sysexits' EX_CONFIG): no server
+/// configured, or a run stopped on a configuration problem (a redirect, a
+/// login page, a wrong URL or API kind, a rejected key, untrusted TLS).
 pub const EXIT_CONFIG: u8 = 78;
+
+/// Exit code of `sync` when the server rejected entries in this run, which
+/// went to `dead` (sysexits' EX_DATAERR): they need a person.
+pub const EXIT_DATAERR: u8 = 65;
+
+/// `sync`'s default time bound: the 10-minute schedule's period minus a
+/// minute, so a run never overlaps the next one and a hung server cannot
+/// hold a run for longer than a period.
+pub const DEFAULT_SYNC_MAX_DURATION: std::time::Duration = std::time::Duration::from_secs(9 * 60);
 
 #[derive(Parser, Debug)]
 #[command(
@@ -58,10 +69,12 @@ pub enum Command {
     Serve,
     /// Deliver what is due once, then exit (for cron and the SessionEnd
     /// hook). Exit 0: drained or nothing to do; 75: entries remain (the
-    /// server is down or failing); 78: a config error.
+    /// server is down or failing); 65: the server rejected entries in this
+    /// run (now dead); 78: a configuration problem (see `status`).
     Sync {
-        /// Stop after this long, e.g. "5m"; in-flight requests are abandoned
-        /// and reconciled on the next run.
+        /// Stop after this long, e.g. "5m" (default 9m, inside the
+        /// schedule's 10-minute period; "0s" for no bound); in-flight
+        /// requests are abandoned and reconciled on the next run.
         #[arg(long, value_parser = humantime::parse_duration)]
         max_duration: Option<std::time::Duration>,
     },
@@ -84,9 +97,15 @@ pub enum Command {
         limit: usize,
     },
     /// Move failed entries (or dead ones, with --dead) back to pending.
+    /// With --delivered, entries marked delivered go back too (after a
+    /// redirect or a login page was taken for Mem0 by an older version):
+    /// each is looked up by its id on the server before it is sent again,
+    /// so none is stored twice.
     Retry {
-        #[arg(long)]
+        #[arg(long, conflicts_with = "delivered")]
         dead: bool,
+        #[arg(long)]
+        delivered: bool,
         /// Only these entries; all of them when none are given.
         ids: Vec<String>,
     },
@@ -315,7 +334,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Sync { max_duration } => {
             let app = open_app(resolved, paths)?;
-            crate::commands::sync(app, *max_duration)
+            let bound = match max_duration {
+                None => Some(DEFAULT_SYNC_MAX_DURATION),
+                Some(d) if d.is_zero() => None,
+                Some(d) => Some(*d),
+            };
+            crate::commands::sync(app, bound)
         }
         Command::List {
             state,
@@ -325,10 +349,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let store = Store::open(&paths.db())?;
             crate::commands::list(&store, (*state).into(), *show_content, *limit)
         }
-        Command::Retry { dead, ids } => {
+        Command::Retry {
+            dead,
+            delivered,
+            ids,
+        } => {
             paths.ensure_dir()?;
             let mut store = Store::open(&paths.db())?;
-            let n = store.retry(ids, *dead, crate::clock::now_ms())?;
+            let from = match (dead, delivered) {
+                (true, _) => State::Dead,
+                (_, true) => State::Delivered,
+                _ => State::Failed,
+            };
+            let n = store.retry(ids, from, crate::clock::now_ms())?;
             println!("{n} entries moved back to pending");
             Ok(ExitCode::SUCCESS)
         }

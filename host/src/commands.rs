@@ -11,7 +11,7 @@ use rmcp::ServiceExt;
 use tokio::sync::{Notify, watch};
 
 use crate::app::App;
-use crate::cli::{EXIT_CONFIG, EXIT_TEMPFAIL};
+use crate::cli::{EXIT_CONFIG, EXIT_DATAERR, EXIT_TEMPFAIL};
 use crate::config::Resolved;
 use crate::mcp::Mem0QueueServer;
 use crate::mem0::ClientError;
@@ -171,15 +171,39 @@ pub fn sync(app: App, max_duration: Option<Duration>) -> anyhow::Result<ExitCode
                 Some(Stop::Breaker) => "; the server is down (breaker)",
                 Some(Stop::MaxDuration) => "; stopped at --max-duration",
                 Some(Stop::Shutdown) => "; interrupted",
+                Some(Stop::Config) => "; stopped on a configuration problem",
                 None => "",
             }
         );
     }
-    Ok(if report.remaining > 0 {
-        ExitCode::from(EXIT_TEMPFAIL)
+    // Always said, also under cron (whose mail is how it reaches a person).
+    if let Some(p) = &report.config_problem {
+        let url = app.config().api_url.clone().unwrap_or_default();
+        eprintln!(
+            "mem0-queue: configuration problem: {}; {} memories stay queued",
+            p.describe(),
+            report.remaining
+        );
+        for (i, step) in p.fix(&url).iter().enumerate() {
+            eprintln!("  {}. {step}", i + 1);
+        }
+    }
+    Ok(ExitCode::from(sync_exit_code(&report)))
+}
+
+/// `sync`'s exit code: a configuration problem first (nothing will move
+/// until a person fixes it), then entries the server rejected in this run,
+/// then entries that remain; 0 only when the queue is drained.
+pub fn sync_exit_code(r: &crate::worker::RunReport) -> u8 {
+    if r.stopped == Some(Stop::Config) {
+        EXIT_CONFIG
+    } else if r.dead > 0 {
+        EXIT_DATAERR
+    } else if r.remaining > 0 {
+        EXIT_TEMPFAIL
     } else {
-        ExitCode::SUCCESS
-    })
+        0
+    }
 }
 
 /// How often `sync`'s progress bar reads the queue's counts.

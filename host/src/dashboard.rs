@@ -487,7 +487,10 @@ async fn api_retry(Ax(d): Ax<Arc<Dash>>, Json(body): Json<RetryBody>) -> Respons
     match d
         .app
         .store
-        .run(move |s| s.retry(&body.ids, body.dead, now))
+        .run(move |s| {
+            let from = if body.dead { State::Dead } else { State::Failed };
+            s.retry(&body.ids, from, now)
+        })
         .await
     {
         Ok(moved) => Json(json!({ "moved": moved })).into_response(),

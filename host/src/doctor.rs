@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use crate::config::{ApiKind, Env, ProcessEnv, Resolved, Source};
 use crate::install::{self, ClaudeFiles, Doc};
-use crate::mem0::{Client, Reachability};
+use crate::mem0::{Client, ConfigProblem, Reachability};
 use crate::paths::Paths;
 use crate::policy::{PolicySource, Runtime};
 use crate::schedule::{self, Files, ToolRun};
@@ -333,6 +333,22 @@ fn probe_check(r: &Resolved) -> Check {
     let url = r.config.api_url.clone().unwrap_or_default();
     match reach {
         Reachability::Reachable => ok("mem0 server", format!("{url} answers (auth accepted)")),
+        Reachability::Misconfigured { problem } => {
+            let mut steps = problem.fix(&url);
+            if let ConfigProblem::WrongRoute { .. } = problem
+                && let Some(hint) = rt_hint(&r.config)
+            {
+                steps.insert(0, hint);
+            }
+            fail(
+                "mem0 server",
+                format!(
+                    "{url} is not the Mem0 API as configured: {}; memories stay queued, nothing is sent until this is fixed",
+                    problem.describe()
+                ),
+                steps.join("; then "),
+            )
+        }
         Reachability::AuthRejected { http_status } => fail(
             "mem0 server",
             format!("{url} rejects the API key (HTTP {http_status})"),
@@ -349,6 +365,70 @@ fn probe_check(r: &Resolved) -> Check {
             "set api_url in the config file",
         ),
     }
+}
+
+/// For a wrong route: tries the other API kind and the bare host, and
+/// says which one answers, on a runtime of its own.
+fn rt_hint(c: &crate::config::Config) -> Option<String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .ok()?;
+    rt.block_on(tokio::time::timeout(PROBE_BOUND, wrong_route_hint(c)))
+        .ok()
+        .flatten()
+}
+
+async fn wrong_route_hint(c: &crate::config::Config) -> Option<String> {
+    let url = c.api_url.clone()?;
+    let other = match c.api_kind {
+        ApiKind::Oss => ApiKind::Platform,
+        ApiKind::Platform => ApiKind::Oss,
+    };
+    let try_with = |api_url: String, kind: ApiKind| {
+        let cfg = crate::config::Config {
+            api_url: Some(api_url),
+            api_kind: kind,
+            ..c.clone()
+        };
+        async move {
+            match Client::from_config(&cfg) {
+                Ok(client) => matches!(
+                    client.probe().await,
+                    Reachability::Reachable | Reachability::AuthRejected { .. }
+                ),
+                Err(_) => false,
+            }
+        }
+    };
+    let kind_name = |k: ApiKind| match k {
+        ApiKind::Oss => "oss",
+        ApiKind::Platform => "platform",
+    };
+    if try_with(url.clone(), other).await {
+        return Some(format!(
+            "the {} API answers at {url}: set api_kind = \"{}\"",
+            kind_name(other),
+            kind_name(other)
+        ));
+    }
+    let parsed = url::Url::parse(&url).ok()?;
+    if parsed.path().trim_matches('/').is_empty() {
+        return None;
+    }
+    let mut origin = format!("{}://{}", parsed.scheme(), parsed.host_str()?);
+    if let Some(port) = parsed.port() {
+        origin.push_str(&format!(":{port}"));
+    }
+    for kind in [c.api_kind, other] {
+        if try_with(origin.clone(), kind).await {
+            return Some(format!(
+                "the Mem0 API answers at {origin} without the path prefix: set api_url = \"{origin}\" (api_kind = \"{}\")",
+                kind_name(kind)
+            ));
+        }
+    }
+    None
 }
 
 fn policy_check(r: &Resolved, paths: &Paths) -> Check {

@@ -534,6 +534,9 @@ pub fn reachability_text(r: &Reachability) -> String {
         Reachability::AuthRejected { http_status } => {
             format!("reachable, but the API key is rejected (HTTP {http_status})")
         }
+        Reachability::Misconfigured { problem } => {
+            format!("MISCONFIGURED: {}", problem.describe())
+        }
         Reachability::Unreachable { error } => format!("unreachable ({error})"),
     }
 }

@@ -5,7 +5,15 @@
 //! - When Mem0 is unreachable or not configured, the answer comes from the
 //!   local copy (every saved memory), marked `local`, and says so.
 //! - A delivered entry and its remote memory are one result: remote results
-//!   are matched to local entries by `metadata.mq_id` and by remote id.
+//!   are matched to local entries by `metadata.mq_id` and by remote id. A
+//!   delivered memory Mem0 did not return (its ranking, its threshold) is
+//!   still shown from the local copy, marked `local`: what was saved is
+//!   found whether the server is up or down.
+//! - Without a project, every project with memories in the local copy is
+//!   searched (the [`MAX_PROJECTS`] most recently used), not only the
+//!   default one.
+//! - Mem0's own similarity threshold applies (none is sent), so noise with a
+//!   score of 0 is not shown.
 
 use std::collections::HashSet;
 
@@ -20,6 +28,11 @@ pub const DEFAULT_LIMIT: usize = 10;
 /// The most results one search returns.
 pub const MAX_LIMIT: usize = 100;
 
+/// The most projects one search without a project asks Mem0 about, in
+/// parallel: the most recently used. A user's assistant works in a handful
+/// of projects; eight bounds the fan-out of one tool call.
+pub const MAX_PROJECTS: usize = 8;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Source {
@@ -27,7 +40,8 @@ pub enum Source {
     Remote,
     /// Saved locally and not delivered yet.
     Pending,
-    /// From the local copy, because Mem0 did not answer.
+    /// From the local copy: Mem0 did not answer, or did not return this
+    /// delivered memory.
     Local,
 }
 
@@ -91,25 +105,43 @@ pub async fn search(
     let limit = limit.clamp(1, MAX_LIMIT);
     let project_filter = project.clone();
     let q = query.to_string();
-    let local = app
+    let (local, projects) = app
         .store
-        .run(move |s| s.search_local(&q, project_filter.as_deref(), MAX_LIMIT))
+        .run(move |s| {
+            let local = s.search_local(&q, project_filter.as_deref(), MAX_LIMIT)?;
+            let projects = match project_filter {
+                Some(p) => vec![p],
+                None => s.projects(MAX_PROJECTS)?,
+            };
+            Ok((local, projects))
+        })
         .await?;
-    let remote_project = project.unwrap_or_else(|| app.config().default_project.clone());
-    let remote = match &app.client {
-        Err(_) => Err("is not configured".to_string()),
-        Ok(c) => c
-            .search(query, &remote_project, limit as u32)
+    let projects = if projects.is_empty() {
+        vec![app.config().default_project.clone()]
+    } else {
+        projects
+    };
+    let remote: Vec<(String, Result<Vec<crate::mem0::RemoteMemory>, String>)> = match &app.client {
+        Err(_) => vec![(String::new(), Err("is not configured".to_string()))],
+        Ok(c) => {
+            futures::future::join_all(projects.iter().map(|p| async move {
+                let r = c
+                    .search(query, p, limit as u32)
+                    .await
+                    .map_err(|f| format!("did not answer ({})", f.describe()));
+                (p.clone(), r)
+            }))
             .await
-            .map_err(|f| format!("did not answer ({})", f.describe())),
+        }
     };
     let mut results = Vec::new();
     let mut seen_mq: HashSet<String> = HashSet::new();
     let mut seen_remote: HashSet<String> = HashSet::new();
-    let local_only = remote.is_err();
-    let remote_error = remote.as_ref().err().cloned();
-    if let Ok(remote) = remote {
-        for m in remote {
+    let local_only = remote.iter().all(|(_, r)| r.is_err());
+    let remote_error = remote.iter().find_map(|(_, r)| r.as_ref().err().cloned());
+    for (remote_project, found) in remote {
+        let Ok(found) = found else { continue };
+        for m in found {
             let mq = m
                 .metadata
                 .get("mq_id")
@@ -118,7 +150,9 @@ pub async fn search(
             if let Some(mq) = &mq {
                 seen_mq.insert(mq.clone());
             }
-            seen_remote.insert(m.id.clone());
+            if !seen_remote.insert(m.id.clone()) {
+                continue;
+            }
             results.push(Hit {
                 memory: m.memory,
                 score: m.score.unwrap_or(0.0),
@@ -131,13 +165,10 @@ pub async fn search(
         }
     }
     for (e, score) in local {
-        let delivered = e.state == State::Delivered;
         if seen_mq.contains(&e.id) || e.remote_ids.iter().any(|r| seen_remote.contains(r)) {
             continue; // The same memory as a remote result.
         }
-        if delivered && !local_only {
-            continue; // Mem0 answered; its ranking of delivered memories stands.
-        }
+        let delivered = e.state == State::Delivered;
         results.push(Hit {
             memory: e.content.unwrap_or_default(),
             score,

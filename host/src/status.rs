@@ -27,6 +27,8 @@ pub struct StatusReport {
     pub log: String,
     pub config_file: Option<String>,
     pub api_url: Option<String>,
+    /// The configuration problem the last delivery run stopped on.
+    pub config_problem: Option<crate::worker::ConfigProblemRecord>,
 }
 
 /// Reads the queue, asks the policy for alerts and, when `probe`, asks
@@ -42,6 +44,7 @@ pub async fn gather(app: &App, probe: bool) -> Result<StatusReport, StoreError> 
         })
         .await?;
     let alerts = app.alerts(&stats).await.unwrap_or_default();
+    let config_problem = app.config_problem().await;
     let now_ms = app.clock.now_ms();
     let reachability = match (&app.client, probe) {
         (Err(_), _) => Reachability::NotConfigured,
@@ -62,6 +65,7 @@ pub async fn gather(app: &App, probe: bool) -> Result<StatusReport, StoreError> 
         log: app.paths.worker_log().display().to_string(),
         config_file: app.resolved.file.as_ref().map(|p| p.display().to_string()),
         api_url: app.config().api_url.clone(),
+        config_problem,
     })
 }
 
@@ -100,7 +104,17 @@ impl StatusReport {
                 "last_sync": s.last_sync.map(crate::mem0::rfc3339),
                 "last_success": s.last_success.map(crate::mem0::rfc3339),
                 "consecutive_failing_runs": s.consecutive_failing_runs,
+                "unreachable_runs": s.unreachable_runs,
+                "unreachable_since": s.unreachable_since.map(crate::mem0::rfc3339),
             },
+            "config_problem": self.config_problem.as_ref().map(|c| json!({
+                "code": c.problem.code(),
+                "problem": c.problem,
+                "description": c.problem.describe(),
+                "api_url": c.api_url,
+                "at": crate::mem0::rfc3339(c.at_ms),
+                "fix": c.problem.fix(&c.api_url),
+            })),
             "breaker": match self.breaker_open_until {
                 Some(t) => json!({"state": "open", "next_probe_at": crate::mem0::rfc3339(t)}),
                 None => json!({"state": "closed"}),
@@ -163,6 +177,22 @@ impl StatusReport {
             self.api_url.as_deref().unwrap_or("(no api_url)"),
             reachability_text(&self.reachability)
         ));
+        if s.unreachable_runs > 0 {
+            out.push_str(&format!(
+                "unreachable: the last {} delivery runs reached nothing{}\n",
+                s.unreachable_runs,
+                age(self.now_ms, s.unreachable_since)
+                    .map(|a| format!(" (since {} ago)", human_secs(a)))
+                    .unwrap_or_default()
+            ));
+        }
+        if let Some(c) = &self.config_problem {
+            out.push_str(&format!(
+                "configuration problem (last run, {}): {}\n",
+                crate::mem0::rfc3339(c.at_ms),
+                c.problem.describe()
+            ));
+        }
         out.push_str(&format!(
             "policy: {} {} from {}{}\n",
             self.policy.name,

@@ -901,7 +901,55 @@ fn field_of(m: &StoredMemory, key: &str) -> Option<Value> {
     }
 }
 
-/// The Mem0 filter language: equality, `{op: value}` operators, `AND`/`OR`/`NOT`, `"*"`.
+/// The platform's allowed top-level filter fields (besides `AND`/`OR`/`NOT`).
+const PLATFORM_FILTER_FIELDS: [&str; 9] = [
+    "user_id",
+    "agent_id",
+    "app_id",
+    "run_id",
+    "metadata",
+    "created_at",
+    "updated_at",
+    "categories",
+    "keywords",
+];
+
+/// Each server's refusal of a filter key it does not take: the platform
+/// answers 400 to a metadata key given flat (`{"mq_id": x}`, it wants
+/// `{"metadata": {"mq_id": x}}`), the self-hosted server answers 400 to a
+/// `metadata` object (its vector store reads `mq_id` inside it as an operator).
+fn check_filter_keys(kind: Kind, filters: &Map<String, Value>) -> Result<(), Response<Body>> {
+    for (key, cond) in filters {
+        if matches!(key.as_str(), "AND" | "OR" | "NOT") {
+            let list = match cond {
+                Value::Array(a) => a.iter().collect::<Vec<_>>(),
+                other => vec![other],
+            };
+            for f in list {
+                if let Some(o) = f.as_object() {
+                    check_filter_keys(kind, o)?;
+                }
+            }
+            continue;
+        }
+        match kind {
+            Kind::Platform if !PLATFORM_FILTER_FIELDS.contains(&key.as_str()) => {
+                return Err(json_response(
+                    StatusCode::BAD_REQUEST,
+                    json!({"error": format!("Top-level key must be a logical operator or an allowed field: {PLATFORM_FILTER_FIELDS:?}")}),
+                ));
+            }
+            Kind::Oss if key == "metadata" => {
+                return Err(detail(StatusCode::BAD_REQUEST, "Unsupported filter operator"));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The Mem0 filter language: equality, `{op: value}` operators, `AND`/`OR`/`NOT`, `"*"`,
+/// and the platform's `{"metadata": {key: cond}}`.
 fn matches(m: &StoredMemory, filters: &Map<String, Value>) -> bool {
     let each = |v: &Value, all: bool| {
         let list: Vec<&Value> = match v {
@@ -919,6 +967,10 @@ fn matches(m: &StoredMemory, filters: &Map<String, Value>) -> bool {
         "AND" => each(cond, true),
         "OR" => each(cond, false),
         "NOT" => !each(cond, false),
+        "metadata" => cond.as_object().is_some_and(|o| {
+            o.iter()
+                .all(|(k, c)| cond_matches(m.metadata.get(k), c))
+        }),
         _ => cond_matches(field_of(m, key).as_ref(), cond),
     })
 }
@@ -1209,6 +1261,7 @@ impl Shared {
                 "At least one of 'user_id', 'agent_id', or 'run_id' must be provided in filters.",
             ));
         }
+        check_filter_keys(self.kind, &filters)?;
         let default_top_k = if self.kind == Kind::Oss {
             OSS_SEARCH_TOP_K
         } else {
@@ -1511,6 +1564,14 @@ mod tests {
             status(post("/search").json(&json!({"query": "tea", "filters": {"mq_id": "a"}}))).await,
             400
         );
+        // The self-hosted server refuses the platform's metadata form.
+        assert_eq!(
+            status(post("/search").json(
+                &json!({"query": "tea", "filters": {"user_id": "u", "metadata": {"mq_id": "a"}}})
+            ))
+            .await,
+            400
+        );
 
         let (st, body) = send(get("/memories?user_id=u&top_k=10")).await;
         assert_eq!(
@@ -1610,13 +1671,16 @@ mod tests {
         let (_, legacy) = send(post("/v1/memories/").json(&add_body("u", "c", "owns a cat"))).await;
         assert_eq!(legacy[0]["status"], "PENDING");
 
-        let search =
-            json!({"query": "green tea", "filters": {"user_id": "u", "mq_id": "a"}, "top_k": 5});
+        let search = json!({"query": "green tea", "filters": {"user_id": "u", "metadata": {"mq_id": "a"}}, "top_k": 5});
         let (st, found) = send(post("/v3/memories/search/").json(&search)).await;
         assert_eq!(
             (st, found["results"][0]["id"].as_str()),
             (200, Some(id.as_str()))
         );
+        // The platform refuses a metadata key given flat.
+        let flat =
+            json!({"query": "green tea", "filters": {"user_id": "u", "mq_id": "a"}, "top_k": 5});
+        assert_eq!(status(post("/v3/memories/search/").json(&flat)).await, 400);
         assert_eq!(
             status(post("/v3/memories/search/").json(&json!({"query": "tea", "user_id": "u"})))
                 .await,

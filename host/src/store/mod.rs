@@ -44,6 +44,20 @@ pub const RECENT_MAX: usize = 100;
 /// The longest id (project, agent_id, run_id) accepted.
 pub const MAX_ID_LEN: usize = 256;
 
+/// Keys of the `meta` table that more than one process or layer reads.
+pub mod meta_keys {
+    /// The configuration problem the last delivery run stopped on (JSON of
+    /// the worker's `ConfigProblemRecord`); absent once a run reaches Mem0.
+    pub const CONFIG_PROBLEM: &str = "config_problem";
+    /// Delivery runs in a row in which nothing answered.
+    pub const UNREACHABLE_RUNS: &str = "unreachable_runs";
+    /// When the first of those runs started, unix ms.
+    pub const UNREACHABLE_SINCE: &str = "unreachable_since";
+    /// Left by the schema upgrade that gave back entries which had died of
+    /// a configuration problem: how many. The next run logs it and removes it.
+    pub const UPGRADE_REVIVED: &str = "upgrade_revived";
+}
+
 /// The lifecycle of an entry, stored as TEXT with a CHECK constraint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -218,6 +232,10 @@ pub struct Stats {
     /// Unix ms of the oldest pending entry's save.
     pub oldest_pending: Option<i64>,
     pub consecutive_failing_runs: u32,
+    /// Delivery runs in a row in which nothing answered.
+    pub unreachable_runs: u32,
+    /// Unix ms of the start of the first of those runs.
+    pub unreachable_since: Option<i64>,
 }
 
 /// One entry as listed by `recent`, `list` and the status tools. Content is
@@ -482,10 +500,12 @@ impl Store {
             [],
             |r| r.get(0),
         )?;
-        let consecutive_failing_runs = self
-            .meta_get("consecutive_failing_runs")?
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
+        let meta_num = |key: &str| -> Result<Option<i64>, StoreError> {
+            Ok(self.meta_get(key)?.and_then(|v| v.parse().ok()))
+        };
+        let consecutive_failing_runs = meta_num("consecutive_failing_runs")?.unwrap_or(0) as u32;
+        let unreachable_runs = meta_num(meta_keys::UNREACHABLE_RUNS)?.unwrap_or(0) as u32;
+        let unreachable_since = meta_num(meta_keys::UNREACHABLE_SINCE)?;
         Ok(Stats {
             counts,
             total_queued: stat("total_queued")?.unwrap_or(0) as u64,
@@ -495,6 +515,8 @@ impl Store {
             last_success: stat("last_success")?,
             oldest_pending,
             consecutive_failing_runs,
+            unreachable_runs,
+            unreachable_since,
         })
     }
 
@@ -567,18 +589,38 @@ impl Store {
         Ok(())
     }
 
-    /// Moves failed (or, with `dead`, dead) entries back to pending, all of
-    /// them or the given ids. Returns how many moved. An entry whose content
-    /// is queued again meanwhile stays where it is (the dedup index).
-    pub fn retry(&mut self, ids: &[String], dead: bool, now_ms: i64) -> Result<u64, StoreError> {
-        let from = if dead { "dead" } else { "failed" };
+    pub fn meta_delete(&mut self, key: &str) -> Result<(), StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute("DELETE FROM meta WHERE key = ?1", [key])?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Moves entries of state `from` (failed, dead, or delivered) back to
+    /// pending, all of them or the given ids. Returns how many moved. An
+    /// entry whose content is queued again meanwhile stays where it is (the
+    /// dedup index). A delivered entry goes back marked for reconciliation:
+    /// it is looked up by its `mq_id` before anything is sent, so one that
+    /// really is on the server is never stored twice.
+    pub fn retry(&mut self, ids: &[String], from: State, now_ms: i64) -> Result<u64, StoreError> {
+        if !matches!(from, State::Failed | State::Dead | State::Delivered) {
+            return Err(StoreError::Invalid {
+                field: "state",
+                reason: "only failed, dead or delivered entries can be retried".into(),
+            });
+        }
+        let from = from.as_str();
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut moved = 0;
         let sql = "UPDATE OR IGNORE entries
                       SET state = 'pending', attempts_run = 0, next_attempt_at = ?2,
-                          dead_reason = NULL, dead_auth = 0
+                          dead_reason = NULL, dead_auth = 0,
+                          needs_reconcile = max(needs_reconcile, state = 'delivered'),
+                          delivered_at = NULL
                     WHERE state = ?1 AND (?3 IS NULL OR id = ?3)";
         if ids.is_empty() {
             moved += tx.execute(sql, params![from, now_ms, Option::<String>::None])? as u64;
@@ -700,6 +742,18 @@ impl Store {
         }
         tx.commit()?;
         Ok((inserted, merge))
+    }
+
+    /// The projects that have memories in the local copy, the most recently
+    /// saved to first, at most `limit`.
+    pub fn projects(&self, limit: usize) -> Result<Vec<String>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT project FROM entries GROUP BY project ORDER BY max(seq) DESC LIMIT ?1",
+        )?;
+        let rows = stmt
+            .query_map([limit as i64], |r| r.get(0))?
+            .collect::<Result<Vec<String>, _>>()?;
+        Ok(rows)
     }
 
     /// Full-text search of the local copy (every saved memory), ranked by

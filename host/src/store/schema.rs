@@ -137,6 +137,23 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (from_entity, to_entity, relation_type)
     ) STRICT;
     "#,
+    // 2 -> 3: entries that died of what is now a configuration problem come
+    // back, once. Before this version an entry went to `dead` for any 4xx,
+    // although only 400, 409, 413 and 422 reject the entry itself: 401/403
+    // (the key), 404/405 (a wrong URL or API kind) and the rest (a proxy or
+    // a gate answering) say nothing about the entry. `last_error` of such an
+    // entry reads "HTTP <status> ..."; the dedup index skips a copy that is
+    // queued again meanwhile.
+    r#"
+    UPDATE OR IGNORE entries
+       SET state = 'pending', attempts_run = 0, next_attempt_at = 0,
+           dead_reason = NULL, dead_auth = 0
+     WHERE state = 'dead'
+       AND last_error GLOB 'HTTP 4[0-9][0-9] *'
+       AND substr(last_error, 6, 3) NOT IN ('400', '409', '413', '422');
+    INSERT INTO meta (key, value) VALUES ('upgrade_revived', CAST(changes() AS TEXT))
+        ON CONFLICT (key) DO UPDATE SET value = excluded.value;
+    "#,
 ];
 
 /// The schema version this build writes.
@@ -160,5 +177,20 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         tx.execute_batch(MIGRATIONS[version as usize])?;
         tx.pragma_update(None, "user_version", version + 1)?;
         tx.commit()?;
+        if version + 1 == 3 {
+            let revived: Option<String> = conn
+                .query_row(
+                    "SELECT value FROM meta WHERE key = 'upgrade_revived'",
+                    [],
+                    |r| r.get(0),
+                )
+                .ok();
+            if let Some(n) = revived.filter(|n| n != "0") {
+                tracing::warn!(
+                    entries = %n,
+                    "upgrade: entries that had died of a configuration problem (HTTP 401, 403, 404, 405 or a non-Mem0 answer) are pending again"
+                );
+            }
+        }
     }
 }

@@ -240,7 +240,7 @@ fn claims_lease_and_record_outcomes() {
     assert_eq!(s.get(&a, false).expect("get").remote_ids, ["m-1"]);
 
     // retry --dead moves the dead one back, and the auth count follows.
-    assert_eq!(s.retry(&[], true, 12_000).expect("retry"), 1);
+    assert_eq!(s.retry(&[], State::Dead, 12_000).expect("retry"), 1);
     assert_eq!(s.counts().expect("c").dead_auth, 0);
 }
 

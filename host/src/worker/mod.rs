@@ -14,8 +14,14 @@
 //! - An entry whose last attempt has an unknown outcome is looked up by its
 //!   `mq_id` before it is resent: a timeout after the server stored it never
 //!   becomes a duplicate.
-//! - After each connection-level failure the policy's breaker may stop the
-//!   run; untried entries are not charged.
+//! - After each request that got no answer (refused, connect timeout, a
+//!   timeout after send, a gateway's 502/503/504 page) the policy's breaker
+//!   may stop the run; untried entries are not charged. A hung server costs
+//!   one add timeout per run, not one per entry.
+//! - A configuration problem (a redirect, a login page, a wrong route, a
+//!   rejected key, untrusted TLS) stops the run at once: the entry is given
+//!   back uncharged, nothing goes to `failed` or `dead` for it, and the
+//!   problem is recorded for `status` and `doctor` until a run reaches Mem0.
 //! - Shutdown (SIGTERM, SIGINT, end of `--max-duration`) abandons in-flight
 //!   requests and releases their leases, marked for reconciliation.
 
@@ -29,7 +35,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::clock::Clock;
-use crate::mem0::{AddRequest, AddResult, Client, EventState, Failure};
+use crate::mem0::{AddRequest, AddResult, Client, ConfigProblem, EventState, Failure};
 use crate::policy::{
     BreakerDecision, BreakerInput, Decision, EntryState, PolicyError, PolicyHandle,
 };
@@ -54,6 +60,28 @@ pub const MAX_IN_RUN_WAIT: Duration = Duration::from_secs(300);
 /// Margin added to a lease beyond the request's own timeouts, so a slow but
 /// alive worker never loses its lease mid-request.
 const LEASE_MARGIN: Duration = Duration::from_secs(60);
+
+/// After a run stopped on a configuration problem, `serve`'s loop waits
+/// this long before it probes again (a `sync` always probes once). Nothing
+/// changes until someone edits the config, and `serve` reads the config at
+/// its start; five minutes keeps a save-triggered run from sending one
+/// doomed request per save.
+pub const CONFIG_PROBE_PAUSE: Duration = Duration::from_secs(300);
+
+pub use crate::store::meta_keys::{
+    CONFIG_PROBLEM as CONFIG_PROBLEM_KEY, UNREACHABLE_RUNS as UNREACHABLE_RUNS_KEY,
+    UNREACHABLE_SINCE as UNREACHABLE_SINCE_KEY, UPGRADE_REVIVED as UPGRADE_REVIVED_KEY,
+};
+
+/// The configuration problem a run stopped on, kept for the other processes
+/// (`status`, the dashboard, the MCP tools) and for `doctor`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ConfigProblemRecord {
+    pub problem: ConfigProblem,
+    /// The `api_url` the problem was met at.
+    pub api_url: String,
+    pub at_ms: i64,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
@@ -103,6 +131,9 @@ pub enum Stop {
     Shutdown,
     /// `--max-duration` ran out.
     MaxDuration,
+    /// A configuration problem: what answered is not the Mem0 API as
+    /// configured (see [`RunReport::config_problem`]).
+    Config,
 }
 
 /// What one run did.
@@ -128,6 +159,11 @@ pub struct RunReport {
     /// Entries left pending, in flight or failed at the end.
     pub remaining: u64,
     pub elapsed_ms: u64,
+    /// True when some request of this run reached the server (anything but
+    /// no answer and a configuration problem).
+    pub reached: bool,
+    /// The configuration problem the run stopped on.
+    pub config_problem: Option<ConfigProblem>,
 }
 
 enum Attempt {
@@ -213,6 +249,21 @@ impl Worker {
             .run(move |s| s.reclaim_expired(now, &owner_alive))
             .await?
             .reclaimed;
+        let revived_by_upgrade = self
+            .store
+            .run(|s| {
+                let v = s.meta_get(UPGRADE_REVIVED_KEY)?;
+                if v.is_some() {
+                    s.meta_delete(UPGRADE_REVIVED_KEY)?;
+                }
+                Ok(v)
+            })
+            .await?;
+        if let Some(n) = revived_by_upgrade.filter(|n| n != "0") {
+            self.log.line(&format!(
+                "upgrade: {n} entries that had died of a configuration problem (HTTP 401, 403, 404, 405 or another non-Mem0 answer) are pending again"
+            ));
+        }
         let failed = self.store.run(move |s| s.failed_summaries(now)).await?;
         if !failed.is_empty() {
             let random = self.random();
@@ -284,7 +335,11 @@ impl Worker {
                     }
                 }
             }
-            if report.stopped.is_some() && !matches!(report.stopped, Some(Stop::Breaker)) {
+            // The breaker and a configuration problem let the requests in
+            // flight finish (their answers are recorded); the rest abandon them.
+            if report.stopped.is_some()
+                && !matches!(report.stopped, Some(Stop::Breaker | Stop::Config))
+            {
                 self.abandon(&mut inflight, &mut ids, &mut report).await?;
                 break;
             }
@@ -323,16 +378,16 @@ impl Worker {
                     match joined {
                         Some(Ok((task, (c, outcome)))) => {
                             ids.remove(&task);
-                            let breaker = self.record(c, outcome, &mut report).await?;
-                            match breaker {
-                                Some(true) => consecutive += 1,
-                                Some(false) => {
+                            let signal = self.record(c, outcome, &mut report).await?;
+                            match signal {
+                                Signal::NoAnswer => consecutive += 1,
+                                Signal::Reached => {
                                     consecutive = 0;
                                     probing = false;
                                 }
-                                None => {}
+                                Signal::Config => {}
                             }
-                            if breaker == Some(true) && report.stopped.is_none() {
+                            if signal == Signal::NoAnswer && report.stopped.is_none() {
                                 let input = BreakerInput {
                                     consecutive_failures: consecutive,
                                     previous_run_tripped,
@@ -366,8 +421,19 @@ impl Worker {
         let now = self.clock.now_ms();
         let counts = self.store.run(|s| s.counts()).await?;
         report.remaining = counts.undelivered();
-        let tripped = report.stopped == Some(Stop::Breaker);
+        let tripped = matches!(report.stopped, Some(Stop::Breaker | Stop::Config));
+        if report.stopped == Some(Stop::Config) {
+            report.next_probe_ms = Some(CONFIG_PROBE_PAUSE.as_millis() as u64);
+        }
         let probe_at = report.next_probe_ms.map(|ms| now + ms as i64).unwrap_or(0);
+        // A run that tried something either reached the server or did not;
+        // a run with nothing to do says nothing about it.
+        let reached = (report.attempts > 0).then_some(report.reached);
+        let problem = report.config_problem.clone().map(|problem| ConfigProblemRecord {
+            problem,
+            api_url: self.client.base_url().to_string(),
+            at_ms: now,
+        });
         let left = report.remaining > 0;
         let prune_before = self.settings.retention.map(|r| now - r.as_millis() as i64);
         // Whether the configured policy broke in this process, kept for the
@@ -390,6 +456,7 @@ impl Worker {
                 }
                 s.finish_run(now, left, tripped)?;
                 s.meta_set("breaker_open_until", &probe_at.to_string())?;
+                record_reachability(s, started, reached, problem.as_ref())?;
                 let broken = broken.map(|b| serde_json::to_string(&b)).transpose();
                 s.meta_set(
                     POLICY_BROKEN_KEY,
@@ -399,7 +466,7 @@ impl Worker {
             .await?;
         report.elapsed_ms = (now - started).max(0) as u64;
         self.log.line(&format!(
-            "run owner={} attempts={} delivered={} reconciled={} retried={} failed={} dead={} revived={} reclaimed={} released={} remaining={} stopped={} elapsed_ms={}",
+            "run owner={} attempts={} delivered={} reconciled={} retried={} failed={} dead={} revived={} reclaimed={} released={} remaining={} stopped={} reached={} elapsed_ms={}",
             self.owner,
             report.attempts,
             report.delivered,
@@ -412,8 +479,16 @@ impl Worker {
             report.released,
             report.remaining,
             report.stopped.map(|s| format!("{s:?}").to_lowercase()).unwrap_or_else(|| "no".into()),
+            report.reached,
             report.elapsed_ms
         ));
+        if let Some(p) = &report.config_problem {
+            self.log.line(&format!(
+                "configuration problem at {}: {}; the entries stay pending",
+                self.client.base_url(),
+                p.describe()
+            ));
+        }
         Ok(report)
     }
 
@@ -456,15 +531,13 @@ impl Worker {
         Ok(())
     }
 
-    /// Records one attempt's outcome. Returns whether it was a
-    /// connection-level failure (for the breaker), or None when it says
-    /// nothing about the connection.
+    /// Records one attempt's outcome, and says what it showed of the server.
     async fn record(
         &self,
         c: Claimed,
         outcome: Attempt,
         report: &mut RunReport,
-    ) -> Result<Option<bool>, WorkerError> {
+    ) -> Result<Signal, WorkerError> {
         let now = self.clock.now_ms();
         match outcome {
             Attempt::Delivered { ids, reconciled } => {
@@ -473,12 +546,13 @@ impl Worker {
                     .run(move |s| s.record_delivered(&id, &ids, now))
                     .await?;
                 report.delivered += 1;
+                report.reached = true;
                 if reconciled {
                     report.reconciled += 1;
                     self.log
                         .line(&format!("reconciled id={} (already on the server)", c.id));
                 }
-                Ok(Some(false))
+                Ok(Signal::Reached)
             }
             Attempt::Deferred => {
                 let (id, owner) = (c.id.clone(), self.owner.clone());
@@ -487,7 +561,29 @@ impl Worker {
                     .run(move |s| s.release(&id, &owner, false, due))
                     .await?;
                 report.released += 1;
-                Ok(Some(false))
+                report.reached = true;
+                Ok(Signal::Reached)
+            }
+            Attempt::Failed(Failure::Config(problem)) => {
+                // Nothing is wrong with the entry: it goes back uncharged,
+                // due at once for the first run after the fix.
+                self.log.line(&format!(
+                    "failure id={} class=configuration error=\"{}\" decision=wait for the fix",
+                    c.id,
+                    problem.describe()
+                ));
+                let (id, owner, maybe) = (c.id.clone(), self.owner.clone(), problem.maybe_stored());
+                self.store
+                    .run(move |s| s.release(&id, &owner, maybe, now))
+                    .await?;
+                report.released += 1;
+                if report.config_problem.is_none() {
+                    report.config_problem = Some(problem);
+                }
+                if report.stopped.is_none() {
+                    report.stopped = Some(Stop::Config);
+                }
+                Ok(Signal::Config)
             }
             Attempt::Failed(failure) => {
                 let entry = EntryState {
@@ -497,7 +593,9 @@ impl Worker {
                     age_ms: (now - c.created_at).max(0) as u64,
                     size_bytes: c.content.len() as u64,
                 };
-                let outcome = failure.to_outcome();
+                let Some(outcome) = failure.to_outcome() else {
+                    unreachable!("a configuration problem is handled above");
+                };
                 let random = self.random();
                 let decision = self
                     .policy
@@ -517,15 +615,20 @@ impl Worker {
                     }
                     Decision::Dead(reason) => {
                         report.dead += 1;
-                        let auth = matches!(failure, Failure::Permanent { auth: true, .. });
-                        (FailureRecord::Dead { reason, auth }, "dead".to_string())
+                        (
+                            FailureRecord::Dead {
+                                reason,
+                                auth: false,
+                            },
+                            "dead".to_string(),
+                        )
                     }
                 };
                 let described = failure.describe();
                 self.log.line(&format!(
                     "failure id={} class={} error=\"{}\" attempt={} decision={label}",
                     c.id,
-                    class_name(&failure),
+                    failure.class(),
                     described,
                     entry.attempts_this_run
                 ));
@@ -534,21 +637,63 @@ impl Worker {
                 self.store
                     .run(move |s| s.record_failure(&id, &owner, &record, &described, unknown, now))
                     .await?;
-                Ok(Some(failure.is_connection_level()))
+                if failure.is_no_answer() {
+                    Ok(Signal::NoAnswer)
+                } else {
+                    report.reached = true;
+                    Ok(Signal::Reached)
+                }
             }
         }
     }
 }
 
-fn class_name(f: &Failure) -> &'static str {
-    match f {
-        Failure::Connect(_) => "connect",
-        Failure::TimeoutBeforeSend => "timeout_before_send",
-        Failure::Unknown(_) => "unknown",
-        Failure::Http { .. } => "retryable_http",
-        Failure::Permanent { auth: true, .. } => "auth",
-        Failure::Permanent { .. } => "permanent",
+/// What one attempt showed of the server, for the breaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Signal {
+    /// Nothing answered: refused, timed out, a gateway's page.
+    NoAnswer,
+    /// Something answered.
+    Reached,
+    /// A configuration problem; the run stops.
+    Config,
+}
+
+/// Records a run's end for the reachability alerts: the unreachable streak
+/// (`reached` None: the run tried nothing, and the streak stands) and the
+/// configuration problem, kept until a run reaches the server.
+fn record_reachability(
+    s: &mut crate::store::Store,
+    started_ms: i64,
+    reached: Option<bool>,
+    problem: Option<&ConfigProblemRecord>,
+) -> Result<(), StoreError> {
+    match reached {
+        Some(true) => {
+            s.meta_delete(UNREACHABLE_RUNS_KEY)?;
+            s.meta_delete(UNREACHABLE_SINCE_KEY)?;
+        }
+        Some(false) => {
+            let runs = s
+                .meta_get(UNREACHABLE_RUNS_KEY)?
+                .and_then(|v| v.parse::<u32>().ok())
+                .unwrap_or(0);
+            s.meta_set(UNREACHABLE_RUNS_KEY, &(runs + 1).to_string())?;
+            if s.meta_get(UNREACHABLE_SINCE_KEY)?.is_none() {
+                s.meta_set(UNREACHABLE_SINCE_KEY, &started_ms.to_string())?;
+            }
+        }
+        None => {}
     }
+    match (problem, reached) {
+        (Some(p), _) => s.meta_set(
+            CONFIG_PROBLEM_KEY,
+            &serde_json::to_string(p).unwrap_or_default(),
+        )?,
+        (None, Some(true)) => s.meta_delete(CONFIG_PROBLEM_KEY)?,
+        (None, _) => {}
+    }
+    Ok(())
 }
 
 /// One delivery attempt: confirm a pending platform event, or reconcile an
@@ -592,10 +737,9 @@ async fn attempt_inner(
                 };
             }
             Ok(None) => {}
-            Err(f @ Failure::Permanent { auth: true, .. }) => return Attempt::Failed(f),
             // A server that cannot answer the lookup: never resend blind,
             // and never call the entry dead for it; retry later.
-            Err(Failure::Permanent { status, .. }) => {
+            Err(Failure::Permanent { status }) => {
                 return Attempt::Failed(Failure::Http {
                     status,
                     retry_after_ms: None,

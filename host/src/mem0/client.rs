@@ -1,18 +1,19 @@
 //! The Mem0 HTTP client, for both kinds of server (`../shared/mem0-api.md`):
 //! the self-hosted REST server (`oss`) and the hosted platform.
 //!
-//! It classifies every outcome the way the policy contract speaks: delivered,
-//! connect error, timeout before send, unknown (the request may have been
-//! stored), a retryable HTTP answer, or a permanent rejection. It never logs
-//! the API key, and never keeps a server's error body (a 500's `detail` can
-//! echo the memory's text): only the status and Mem0's error `code`.
+//! Every answer goes through [`super::outcome`]: a 2xx counts only with the
+//! body Mem0 gives for that call, a redirect is never followed, and each
+//! failure is classified by what could have happened on the server. It
+//! never logs the API key, and never keeps a server's error body.
 
 use std::net::IpAddr;
 use std::time::Duration;
 
-use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use super::outcome::{
+    Answer, Asked, ConfigProblem, Expect, Failure, classify_answer, classify_transport, error_kind,
+};
 use crate::config::{ApiKind, Config};
 
 /// How long a reachability probe may take: the status tool answers within
@@ -27,6 +28,11 @@ const RECONCILE_TOP_K: u32 = 10;
 /// The match is on `mq_id`; the query only has to be a valid one.
 const RECONCILE_QUERY_CHARS: usize = 200;
 
+/// The most of an answer's body that is read. A search of 1,000 memories
+/// (the largest `top_k`) is well under this; a body cut here is not Mem0's
+/// answer, and reading on would only cost memory.
+const MAX_BODY_BYTES: usize = 16 << 20;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("no Mem0 server is configured (set api_url or MEM0_API_URL)")]
@@ -40,89 +46,8 @@ pub enum ClientError {
     InsecureHttp(String),
     #[error("cannot build the HTTP client: {0}")]
     Build(String),
-}
-
-/// Why one request failed, classified for the policy.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Failure {
-    /// The connection could not be made (refused, DNS, TLS handshake).
-    Connect(String),
-    /// The connect timed out: nothing was sent.
-    TimeoutBeforeSend,
-    /// Sent, and no complete answer: the server may have stored it.
-    Unknown(String),
-    /// A retryable answer: 408, 429, 5xx.
-    Http {
-        status: u16,
-        retry_after_ms: Option<u64>,
-        code: Option<String>,
-    },
-    /// A rejection a retry cannot fix.
-    Permanent { status: u16, auth: bool },
-}
-
-impl Failure {
-    /// A short description for logs and `last_error`; never a body.
-    pub fn describe(&self) -> String {
-        match self {
-            Failure::Connect(e) => format!("connect error: {e}"),
-            Failure::TimeoutBeforeSend => "connect timeout (not sent)".into(),
-            Failure::Unknown(e) => format!("outcome unknown: {e}"),
-            Failure::Http {
-                status,
-                retry_after_ms,
-                code,
-            } => {
-                let mut s = format!("HTTP {status}");
-                if let Some(c) = code {
-                    s.push_str(&format!(" {c}"));
-                }
-                if let Some(ms) = retry_after_ms {
-                    s.push_str(&format!(" (Retry-After {}s)", ms / 1000));
-                }
-                s
-            }
-            Failure::Permanent { status, auth } => {
-                format!(
-                    "HTTP {status}{}",
-                    if *auth { " auth rejected" } else { " rejected" }
-                )
-            }
-        }
-    }
-
-    /// The outcome as the policy contract speaks it.
-    pub fn to_outcome(&self) -> crate::policy::Outcome {
-        use crate::policy::{HttpFailure, Outcome, Rejection};
-        match self {
-            Failure::Connect(_) => Outcome::ConnectError,
-            Failure::TimeoutBeforeSend => Outcome::TimeoutBeforeSend,
-            Failure::Unknown(_) => Outcome::Unknown,
-            Failure::Http {
-                status,
-                retry_after_ms,
-                code,
-            } => Outcome::Http(HttpFailure {
-                status: *status,
-                retry_after_ms: *retry_after_ms,
-                code: code.clone(),
-            }),
-            Failure::Permanent { status, auth } => Outcome::Permanent(Rejection {
-                status: *status,
-                auth: *auth,
-            }),
-        }
-    }
-
-    /// True when the request may have reached the server's store.
-    pub fn maybe_stored(&self) -> bool {
-        matches!(self, Failure::Unknown(_))
-    }
-
-    /// True for what the run breaker counts.
-    pub fn is_connection_level(&self) -> bool {
-        matches!(self, Failure::Connect(_) | Failure::TimeoutBeforeSend)
-    }
+    #[error("ca_file {path}: {reason}")]
+    CaFile { path: String, reason: String },
 }
 
 /// The result of an add.
@@ -161,6 +86,8 @@ pub enum Reachability {
     NotConfigured,
     Reachable,
     AuthRejected { http_status: u16 },
+    /// Something answered that is not the Mem0 API as configured.
+    Misconfigured { problem: ConfigProblem },
     Unreachable { error: String },
 }
 
@@ -204,10 +131,19 @@ impl Client {
         if parsed.scheme() == "http" && !c.allow_insecure_http && !is_loopback(&parsed) {
             return Err(ClientError::InsecureHttp(base));
         }
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(c.connect_timeout)
             .user_agent(concat!("mem0-queue/", env!("CARGO_PKG_VERSION")))
-            .use_rustls_tls()
+            // A redirected POST turns into a GET whose 2xx says nothing about
+            // the memory: a 3xx is shown as a configuration problem instead.
+            .redirect(reqwest::redirect::Policy::none())
+            .use_rustls_tls();
+        if let Some(ca) = &c.ca_file {
+            for cert in read_ca_file(ca)? {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder
             .build()
             .map_err(|e| ClientError::Build(e.to_string()))?;
         Ok(Self {
@@ -264,22 +200,76 @@ impl Client {
         body
     }
 
+    /// Sends one request and classifies its answer: `Ok` holds Mem0's 2xx
+    /// body, of the shape `expect` names.
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+        timeout: Duration,
+        expect: Expect,
+    ) -> Result<Value, Failure> {
+        let mut rb = self.request(method, path).timeout(timeout);
+        if let Some(b) = body {
+            rb = rb.json(b);
+        }
+        let resp = rb.send().await.map_err(|e| classify_transport(&e))?;
+        let status = resp.status().as_u16();
+        let header = |name: reqwest::header::HeaderName| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let content_type = header(reqwest::header::CONTENT_TYPE);
+        let location = header(reqwest::header::LOCATION);
+        let retry_after = header(reqwest::header::RETRY_AFTER);
+        let bytes = match read_body(resp).await {
+            Ok(b) => b,
+            // A 2xx whose body broke: the server may have it.
+            Err(e) if (200..300).contains(&status) => {
+                return Err(Failure::Unknown {
+                    reason: format!("the response body broke: {}", error_kind(&e)),
+                    silent: false,
+                });
+            }
+            Err(_) => Vec::new(),
+        };
+        let path_only = path.split('?').next().unwrap_or(path);
+        classify_answer(
+            Asked {
+                base: &self.base,
+                path: path_only,
+                expect,
+            },
+            Answer {
+                status,
+                content_type: content_type.as_deref(),
+                location: location.as_deref(),
+                retry_after: retry_after.as_deref(),
+                body: &bytes,
+            },
+        )
+    }
+
     /// Sends one add.
     pub async fn add(&self, r: &AddRequest<'_>) -> Result<AddResult, Failure> {
         let path = match self.kind {
             ApiKind::Oss => "/memories",
             ApiKind::Platform => "/v3/memories/add/",
         };
-        let resp = self
-            .request(reqwest::Method::POST, path)
-            .timeout(self.add_timeout)
-            .json(&self.add_body(r))
-            .send()
-            .await
-            .map_err(classify_send_error)?;
-        let body = read_success(resp).await?;
-        if let Some(event_id) = body.get("event_id").and_then(Value::as_str)
-            && body.get("results").is_none()
+        let body = self
+            .send(
+                reqwest::Method::POST,
+                path,
+                Some(&self.add_body(r)),
+                self.add_timeout,
+                Expect::Add,
+            )
+            .await?;
+        if body.get("results").is_none()
+            && let Some(event_id) = body.get("event_id").and_then(Value::as_str)
         {
             return Ok(AddResult::Pending {
                 event_id: event_id.to_string(),
@@ -290,13 +280,15 @@ impl Client {
 
     /// Polls a platform event once.
     pub async fn event(&self, event_id: &str) -> Result<EventState, Failure> {
-        let resp = self
-            .request(reqwest::Method::GET, &format!("/v1/event/{event_id}/"))
-            .timeout(self.search_timeout)
-            .send()
-            .await
-            .map_err(classify_send_error)?;
-        let body = read_success(resp).await?;
+        let body = self
+            .send(
+                reqwest::Method::GET,
+                &format!("/v1/event/{event_id}/"),
+                None,
+                self.search_timeout,
+                Expect::Event,
+            )
+            .await?;
         Ok(
             match body.get("status").and_then(Value::as_str).unwrap_or("") {
                 "SUCCEEDED" => EventState::Succeeded(result_ids(&body)),
@@ -308,15 +300,26 @@ impl Client {
 
     /// Looks an entry up by its `mq_id`: its remote ids if the server has it.
     pub async fn find_by_mq_id(&self, r: &AddRequest<'_>) -> Result<Option<Vec<String>>, Failure> {
-        let mut filters = json!({"user_id": r.project, "mq_id": r.mq_id});
+        let mut filters = json!({"user_id": r.project});
         if let Some(a) = r.agent_id {
             filters["agent_id"] = json!(a);
         }
         if let Some(run) = r.run_id {
             filters["run_id"] = json!(run);
         }
+        // The self-hosted server takes metadata keys flat in `filters` and
+        // refuses a `metadata` object; the platform refuses an unknown flat
+        // key and takes them under `metadata`.
+        match self.kind {
+            ApiKind::Oss => filters["mq_id"] = json!(r.mq_id),
+            ApiKind::Platform => filters["metadata"] = json!({"mq_id": r.mq_id}),
+        }
         let query: String = r.content.chars().take(RECONCILE_QUERY_CHARS).collect();
-        let found = self.search_raw(&query, filters, RECONCILE_TOP_K).await?;
+        // No similarity threshold: the match is on `mq_id`, and an inferred
+        // memory may be worded far from the text that was sent.
+        let found = self
+            .search_raw(&query, filters, RECONCILE_TOP_K, Some(0.0))
+            .await?;
         let ids: Vec<String> = found
             .into_iter()
             .filter(|m| m.metadata.get("mq_id").and_then(Value::as_str) == Some(r.mq_id))
@@ -325,14 +328,15 @@ impl Client {
         Ok(if ids.is_empty() { None } else { Some(ids) })
     }
 
-    /// Searches the memories of a project.
+    /// Searches the memories of a project, with Mem0's own default
+    /// similarity threshold.
     pub async fn search(
         &self,
         query: &str,
         project: &str,
         top_k: u32,
     ) -> Result<Vec<RemoteMemory>, Failure> {
-        self.search_raw(query, json!({"user_id": project}), top_k)
+        self.search_raw(query, json!({"user_id": project}), top_k, None)
             .await
     }
 
@@ -341,25 +345,25 @@ impl Client {
         query: &str,
         filters: Value,
         top_k: u32,
+        threshold: Option<f64>,
     ) -> Result<Vec<RemoteMemory>, Failure> {
-        let (path, body) = match self.kind {
-            ApiKind::Oss => (
-                "/search",
-                json!({"query": query, "filters": filters, "top_k": top_k, "threshold": 0.0}),
-            ),
-            ApiKind::Platform => (
-                "/v3/memories/search/",
-                json!({"query": query, "filters": filters, "top_k": top_k}),
-            ),
+        let mut body = json!({"query": query, "filters": filters, "top_k": top_k});
+        if let Some(t) = threshold {
+            body["threshold"] = json!(t);
+        }
+        let path = match self.kind {
+            ApiKind::Oss => "/search",
+            ApiKind::Platform => "/v3/memories/search/",
         };
-        let resp = self
-            .request(reqwest::Method::POST, path)
-            .timeout(self.search_timeout)
-            .json(&body)
-            .send()
-            .await
-            .map_err(classify_send_error)?;
-        let body = read_success(resp).await?;
+        let body = self
+            .send(
+                reqwest::Method::POST,
+                path,
+                Some(&body),
+                self.search_timeout,
+                Expect::Search,
+            )
+            .await?;
         let items = match &body {
             Value::Array(a) => a.clone(),
             other => other
@@ -385,107 +389,94 @@ impl Client {
             .collect())
     }
 
-    /// A cheap authenticated request, bounded by [`PROBE_TIMEOUT`].
+    /// A cheap authenticated request, bounded by [`PROBE_TIMEOUT`], judged
+    /// by the same rules as a delivery: a redirect, a login page or a
+    /// proxy's page is a configuration problem, not a server that answers.
     pub async fn probe(&self) -> Reachability {
         let path = match self.kind {
             ApiKind::Oss => "/configure/providers",
             ApiKind::Platform => "/v1/ping/",
         };
-        let sent = self
-            .request(reqwest::Method::GET, path)
+        let first = self
+            .send(
+                reqwest::Method::GET,
+                path,
+                None,
+                PROBE_TIMEOUT,
+                Expect::AnyJson,
+            )
+            .await;
+        match first {
+            // An OSS server from before the providers route answers FastAPI's
+            // JSON 404 there, and its HTML /docs without auth.
+            Err(Failure::Config(ConfigProblem::WrongRoute {
+                status: 404,
+                mem0: true,
+                ..
+            })) if self.kind == ApiKind::Oss => self.probe_docs().await,
+            other => reachability(other),
+        }
+    }
+
+    async fn probe_docs(&self) -> Reachability {
+        match self
+            .request(reqwest::Method::GET, "/docs")
             .timeout(PROBE_TIMEOUT)
             .send()
-            .await;
-        match sent {
-            Ok(r) if r.status().is_success() => Reachability::Reachable,
-            Ok(r) if matches!(r.status().as_u16(), 401 | 403) => Reachability::AuthRejected {
-                http_status: r.status().as_u16(),
-            },
-            // An OSS server from before the providers route: /docs answers
-            // without auth and proves the server is up.
-            Ok(r) if r.status() == StatusCode::NOT_FOUND && self.kind == ApiKind::Oss => match self
-                .request(reqwest::Method::GET, "/docs")
-                .timeout(PROBE_TIMEOUT)
-                .send()
-                .await
-            {
-                Ok(d) if d.status().is_success() => Reachability::Reachable,
-                Ok(d) => Reachability::Unreachable {
-                    error: format!("HTTP {}", d.status().as_u16()),
-                },
-                Err(e) => Reachability::Unreachable {
-                    error: classify_send_error(e).describe(),
+            .await
+        {
+            Ok(d) if d.status().is_success() => Reachability::Reachable,
+            Ok(_) => Reachability::Misconfigured {
+                problem: ConfigProblem::WrongRoute {
+                    status: 404,
+                    path: "/configure/providers".into(),
+                    mem0: true,
                 },
             },
-            Ok(r) => Reachability::Unreachable {
-                error: format!("HTTP {}", r.status().as_u16()),
-            },
-            Err(e) => Reachability::Unreachable {
-                error: classify_send_error(e).describe(),
-            },
+            Err(e) => reachability(Err(classify_transport(&e))),
         }
     }
 }
 
-/// Reads a 2xx body as JSON, or classifies the status.
-async fn read_success(resp: reqwest::Response) -> Result<Value, Failure> {
-    let status = resp.status();
-    if status.is_success() {
-        let bytes = resp.bytes().await.map_err(|e| {
-            // The server answered 2xx and the body broke: it has it.
-            Failure::Unknown(format!("the response body broke: {}", error_kind(&e)))
-        })?;
-        return Ok(serde_json::from_slice(&bytes).unwrap_or(Value::Null));
+fn reachability(r: Result<Value, Failure>) -> Reachability {
+    match r {
+        Ok(_) => Reachability::Reachable,
+        Err(Failure::Config(ConfigProblem::AuthRejected { status })) => {
+            Reachability::AuthRejected {
+                http_status: status,
+            }
+        }
+        Err(Failure::Config(problem)) => Reachability::Misconfigured { problem },
+        Err(f) => Reachability::Unreachable {
+            error: f.describe(),
+        },
     }
-    let retry_after_ms = resp
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(parse_retry_after);
-    let code = status.as_u16();
-    // Only Mem0's short error code is kept from the body, never `detail`.
-    let mem0_code = if code == 502 {
-        resp.json::<Value>()
-            .await
-            .ok()
-            .and_then(|b| b.get("code").and_then(Value::as_str).map(short_code))
-    } else {
-        None
+}
+
+/// Reads at most [`MAX_BODY_BYTES`] of a body.
+async fn read_body(mut resp: reqwest::Response) -> Result<Vec<u8>, reqwest::Error> {
+    let mut out = Vec::new();
+    while let Some(chunk) = resp.chunk().await? {
+        out.extend_from_slice(&chunk);
+        if out.len() > MAX_BODY_BYTES {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// The certificates of a PEM file, for a self-signed server.
+fn read_ca_file(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>, ClientError> {
+    let err = |reason: String| ClientError::CaFile {
+        path: path.display().to_string(),
+        reason,
     };
-    Err(classify_status(code, retry_after_ms, mem0_code))
-}
-
-/// Classifies a non-2xx status per `mem0-api.md` §3.
-pub fn classify_status(status: u16, retry_after_ms: Option<u64>, code: Option<String>) -> Failure {
-    match status {
-        401 | 403 => Failure::Permanent { status, auth: true },
-        400 | 404 | 409 | 413 | 422 => Failure::Permanent {
-            status,
-            auth: false,
-        },
-        408 | 429 | 500..=599 => Failure::Http {
-            status,
-            retry_after_ms,
-            code,
-        },
-        // Other 4xx: the request itself is wrong; retrying cannot help.
-        400..=499 => Failure::Permanent {
-            status,
-            auth: false,
-        },
-        _ => Failure::Http {
-            status,
-            retry_after_ms,
-            code,
-        },
+    let pem = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| err(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(err("no PEM certificate in it".into()));
     }
-}
-
-fn short_code(s: &str) -> String {
-    s.chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
-        .take(40)
-        .collect()
+    Ok(certs)
 }
 
 /// Retry-After as seconds or an HTTP date.
@@ -501,36 +492,9 @@ pub fn parse_retry_after(v: &str) -> Option<u64> {
     )
 }
 
-/// Classifies a reqwest error from `send()`.
-pub fn classify_send_error(e: reqwest::Error) -> Failure {
-    if e.is_connect() {
-        if e.is_timeout() {
-            Failure::TimeoutBeforeSend
-        } else {
-            Failure::Connect(error_kind(&e))
-        }
-    } else if e.is_builder() {
-        // Nothing left the machine.
-        Failure::Connect(error_kind(&e))
-    } else {
-        // A timeout after the connection was made, a reset mid-response, a
-        // broken body: the server may have stored it.
-        Failure::Unknown(error_kind(&e))
-    }
-}
-
-/// The innermost cause of a reqwest error, without its URL.
-fn error_kind(e: &reqwest::Error) -> String {
-    if e.is_timeout() {
-        return "timed out".into();
-    }
-    let mut source: &dyn std::error::Error = e;
-    while let Some(s) = source.source() {
-        source = s;
-    }
-    crate::policy::truncate(&source.to_string(), 120)
-}
-
+/// The ids an add became: its ADD and UPDATE events (an UPDATE rewrote an
+/// existing memory with this text). DELETE and NONE events name memories
+/// this text did not become.
 fn result_ids(body: &Value) -> Vec<String> {
     let items = match body {
         Value::Array(a) => a.as_slice(),
@@ -542,6 +506,12 @@ fn result_ids(body: &Value) -> Vec<String> {
     };
     items
         .iter()
+        .filter(|r| {
+            !matches!(
+                r.get("event").and_then(Value::as_str),
+                Some("DELETE" | "NONE")
+            )
+        })
         .filter_map(|r| r.get("id").and_then(Value::as_str).map(str::to_string))
         .collect()
 }
@@ -564,34 +534,6 @@ pub fn rfc3339(ms: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn statuses_are_classified_as_the_api_notes_say() {
-        for s in [400, 404, 409, 413, 422] {
-            assert_eq!(
-                classify_status(s, None, None),
-                Failure::Permanent {
-                    status: s,
-                    auth: false
-                }
-            );
-        }
-        for s in [401, 403] {
-            assert_eq!(
-                classify_status(s, None, None),
-                Failure::Permanent {
-                    status: s,
-                    auth: true
-                }
-            );
-        }
-        for s in [408, 429, 500, 502, 503, 504] {
-            assert!(
-                matches!(classify_status(s, None, None), Failure::Http { .. }),
-                "{s}"
-            );
-        }
-    }
 
     #[test]
     fn retry_after_parses_seconds_and_dates() {
