@@ -1,42 +1,59 @@
-//! A wrong API key: the server answers 401, the entry is dead at once (one
-//! request, never retried, not even by a later run), counted in `dead_auth`,
-//! and the policy raises a CRITICAL `auth-rejected` alert.
+//! A wrong API key is a configuration problem, not a death sentence: the
+//! server answers 401, the run stops at once (one request), the entry stays
+//! pending and uncharged (the requests already in flight get the same
+//! answer), a CRITICAL `auth-rejected` alert names the fix, a
+//! later run sends one probe and stops again, and the first run after the
+//! key is fixed delivers it.
 
-use mem0_queue::app::queue_stats;
+use mem0_queue::app::config_problem_alert;
+use mem0_queue::mem0::ConfigProblem;
 use mem0_queue::policy::Level;
 use mem0_queue::store::State;
+use mem0_queue::worker::{CONFIG_PROBLEM_KEY, ConfigProblemRecord, Stop};
 use mem0_queue_testkit::worker::{Harness, KINDS, Options, add_requests};
 
+async fn recorded(h: &Harness) -> Option<ConfigProblemRecord> {
+    h.store
+        .run(|s| s.meta_get(CONFIG_PROBLEM_KEY))
+        .await
+        .expect("read meta")
+        .map(|v| serde_json::from_str(&v).expect("a config problem record"))
+}
+
+/// Regression (issue 12): a rejected key sent every entry to `dead` after
+/// one attempt, where `retry` alone could bring them back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_wrong_key_kills_the_entry_at_once_and_alerts() {
+async fn a_rejected_key_kills_no_entry_and_the_first_run_after_the_fix_delivers() {
     for kind in KINDS {
         let mut opts = Options::new(kind);
         opts.server_key = Some("m0-right-key".into());
         opts.client_key = Some("m0-wrong-key".into());
-        let h = Harness::start(opts).await;
-        let ids = h.enqueue(1).await;
-        let id = &ids[0];
+        let mut h = Harness::start(opts).await;
+        let ids = h.enqueue(3).await;
 
         let report = h.run().await;
 
-        assert_eq!(report.attempts, 1, "{kind:?}: {report:?}");
-        assert_eq!(report.dead, 1, "{kind:?}");
-        assert_eq!((report.retried, report.failed, report.delivered), (0, 0, 0));
+        assert_eq!(report.stopped, Some(Stop::Config), "{kind:?}: {report:?}");
+        // The requests already in flight when the first answer came (up to
+        // `concurrency`, three entries here) all get the same answer; no new
+        // one is sent after it.
+        assert_eq!(report.attempts, 3, "{kind:?}: {report:?}");
         assert_eq!(
-            report.remaining, 0,
-            "{kind:?}: a dead entry is not undelivered work"
+            (report.dead, report.retried, report.failed, report.delivered),
+            (0, 0, 0, 0)
+        );
+        assert_eq!(report.remaining, 3, "{kind:?}: all still to deliver");
+        assert_eq!(
+            report.config_problem,
+            Some(ConfigProblem::AuthRejected { status: 401 })
         );
         assert!(
             h.vclock.slept().is_empty(),
             "{kind:?}: no backoff for a 401"
         );
         let requests = h.server.requests();
-        assert_eq!(
-            requests.len(),
-            1,
-            "{kind:?}: one request only: {requests:?}"
-        );
-        assert_eq!(requests[0].status, Some(401));
+        assert_eq!(requests.len(), 3, "{kind:?}: {requests:?}");
+        assert!(requests.iter().all(|r| r.status == Some(401)));
         // The key travelled in the kind's own header.
         match kind {
             mem0_queue_testkit::mem0_server::Kind::Oss => {
@@ -47,52 +64,59 @@ async fn a_wrong_key_kills_the_entry_at_once_and_alerts() {
                 Some("Token m0-wrong-key")
             ),
         }
-        let row = h.row(id);
-        assert_eq!(row.state, State::Dead, "{kind:?}");
-        assert!(row.dead_auth, "{kind:?}");
-        assert_eq!(row.attempts, 1);
-        let reason = row.dead_reason.clone().unwrap_or_default();
-        assert!(
-            reason.contains("401") && reason.contains("API key"),
-            "{kind:?}: {reason}"
-        );
+        for id in &ids {
+            let row = h.row(id);
+            assert_eq!(row.state, State::Pending, "{kind:?}: {row:?}");
+            assert_eq!(row.attempts, 0, "{kind:?}: uncharged");
+            assert!(!row.dead_auth);
+            assert!(!row.needs_reconcile, "a 401 stored nothing");
+        }
         assert!(h.server.stored().is_empty());
 
-        let stats = h.stats().await;
+        let rec = recorded(&h).await.expect("the problem is recorded");
+        assert_eq!(rec.problem, ConfigProblem::AuthRejected { status: 401 });
+        let alert = config_problem_alert(&rec, 3);
         assert_eq!(
-            (stats.counts.dead, stats.counts.dead_auth),
-            (1, 1),
-            "{kind:?}"
-        );
-        let q = queue_stats(&stats, h.clock.now_ms());
-        let alerts = h
-            .policy
-            .run(move |p| p.alerts(q))
-            .await
-            .expect("the policy answers");
-        let auth = alerts
-            .iter()
-            .find(|a| a.code == "auth-rejected")
-            .unwrap_or_else(|| panic!("{kind:?}: an auth-rejected alert: {alerts:?}"));
-        assert_eq!(auth.level, Level::Critical, "{kind:?}");
-        assert!(auth.message.contains("CRITICAL"), "{}", auth.message);
-        assert!(
-            !auth.message.contains("m0-wrong-key"),
-            "{kind:?}: the alert never shows the key"
+            (alert.level, alert.code.as_str()),
+            (Level::Critical, "auth-rejected")
         );
         assert!(
-            !h.log_text().contains("m0-wrong-key"),
-            "{kind:?}: the worker log never shows the key"
+            alert.message.contains("CRITICAL") && alert.message.contains("3 memories wait"),
+            "{}",
+            alert.message
+        );
+        assert!(
+            alert.actions.iter().any(|a| a.contains("api_key")),
+            "{:?}",
+            alert.actions
+        );
+        assert!(
+            !alert.message.contains("m0-wrong-key") && !h.log_text().contains("m0-wrong-key"),
+            "{kind:?}: neither the alert nor the worker log shows the key"
         );
 
-        // Never retried: a later run sends nothing (dead entries are not revived).
+        // A later run with the key still wrong: one probe, then it stops.
         let again = h.run().await;
         assert_eq!(
-            (again.attempts, again.revived),
-            (0, 0),
+            (again.attempts, again.stopped),
+            (1, Some(Stop::Config)),
             "{kind:?}: {again:?}"
         );
-        assert_eq!(add_requests(&h.server).len(), 1, "{kind:?}");
-        assert_eq!(h.row(id).state, State::Dead);
+        assert_eq!(add_requests(&h.server).len(), 4, "{kind:?}");
+
+        // The key is fixed: the first run delivers every entry, once, and
+        // the problem is cleared.
+        h.config.api_key = Some("m0-right-key".into());
+        let fixed = h.run().await;
+        assert_eq!(
+            (fixed.delivered, fixed.remaining, fixed.stopped),
+            (3, 0, None),
+            "{kind:?}: {fixed:?}"
+        );
+        assert!(recorded(&h).await.is_none(), "{kind:?}: cleared");
+        let counts = h.server.count_by_mq_id();
+        for id in &ids {
+            assert_eq!(counts.get(id), Some(&1), "{kind:?}: {id} once");
+        }
     }
 }

@@ -3,10 +3,15 @@
 //! end FAILED): at the end every entry is
 //! delivered exactly once on the server or dead for a permanent reason;
 //! nothing is lost from the queue and nothing unexpected is on the server.
+//! Faults without an answer (hangs) may trip the breaker, and a 401 stops a
+//! run as a configuration problem; both only cost more runs.
+//! The network path in front of the server (gateways, redirects, login
+//! pages) is R3's other half: `tests/network_path.rs`.
 
 use std::time::Duration;
 
 use mem0_queue::store::State;
+use mem0_queue::worker::Stop;
 use mem0_queue_testkit::checker;
 use mem0_queue_testkit::mem0_server::{EventPlan, Fault, FaultPlan, Kind};
 use mem0_queue_testkit::worker::{
@@ -23,6 +28,11 @@ const MAX_RUNS: usize = 10;
 
 /// The rate of a fault tested alone.
 const RATE: f64 = 0.3;
+
+/// The most runs a scenario whose faults stop runs may take: a run stops at
+/// each 401 (a configuration problem) and the next one probes with one
+/// request, so a 30 % rate of 401s drains about two entries per run.
+const MAX_RUNS_STOPPING: usize = 80;
 
 /// What the runs of one scenario added up to.
 #[derive(Debug, Default)]
@@ -42,13 +52,25 @@ struct Totals {
 /// Runs the worker until nothing is left to deliver, at most [`MAX_RUNS`]
 /// times, then checks the end state.
 async fn settle(label: &str, kind: Kind, plan: FaultPlan, seed: u64) -> (Harness, Totals) {
+    settle_with(label, kind, plan, seed, MAX_RUNS, &[]).await
+}
+
+/// [`settle`], allowing runs to stop for these reasons within `max_runs`.
+async fn settle_with(
+    label: &str,
+    kind: Kind,
+    plan: FaultPlan,
+    seed: u64,
+    max_runs: usize,
+    stops: &[Stop],
+) -> (Harness, Totals) {
     let mut opts = Options::new(kind);
     opts.seed = seed;
     let h = Harness::start(opts).await;
     let ids = h.enqueue(ENTRIES).await;
     h.server.set_faults(plan);
     let mut t = Totals::default();
-    while t.runs < MAX_RUNS {
+    while t.runs < max_runs {
         let r = h.run().await;
         t.runs += 1;
         t.attempts += r.attempts;
@@ -58,9 +80,9 @@ async fn settle(label: &str, kind: Kind, plan: FaultPlan, seed: u64) -> (Harness
         t.failed += r.failed;
         t.dead += r.dead;
         t.revived += r.revived;
-        assert_eq!(
-            r.stopped, None,
-            "{kind:?}: no fault here is connection-level: {r:?}"
+        assert!(
+            r.stopped.is_none_or(|s| stops.contains(&s)),
+            "{kind:?}: no fault here stops a run that way: {r:?}"
         );
         if r.remaining == 0 {
             break;
@@ -70,7 +92,7 @@ async fn settle(label: &str, kind: Kind, plan: FaultPlan, seed: u64) -> (Harness
     assert_eq!(
         counts.undelivered(),
         0,
-        "{kind:?}: settled within {MAX_RUNS} runs: {counts:?} {t:?}"
+        "{kind:?}: settled within {max_runs} runs: {counts:?} {t:?}"
     );
     assert_eq!(
         (counts.delivered + counts.dead) as usize,
@@ -97,10 +119,16 @@ async fn settle(label: &str, kind: Kind, plan: FaultPlan, seed: u64) -> (Harness
 
 /// One fault alone at [`RATE`], on both kinds: all delivered, none dead.
 async fn transient_alone(fault: Fault) -> Vec<Totals> {
+    // Faults with no answer count for the breaker.
+    let stops: &[Stop] = match fault {
+        Fault::Hang | Fault::AcceptThenHang => &[Stop::Breaker],
+        _ => &[],
+    };
     let mut all = Vec::new();
     for kind in KINDS {
         let label = format!("{fault:?}");
-        let (h, t) = settle(&label, kind, FaultPlan::mix([(fault.clone(), RATE)]), 11).await;
+        let plan = FaultPlan::mix([(fault.clone(), RATE)]);
+        let (h, t) = settle_with(&label, kind, plan, 11, MAX_RUNS_STOPPING, stops).await;
         assert_eq!(
             t.dead_entries, 0,
             "{kind:?} {fault:?}: a transient fault kills nothing"
@@ -195,31 +223,38 @@ async fn accept_then_hang_alone() {
     }
 }
 
+/// Regression (issue 12, "a rejected key is a death sentence"): a 401 used
+/// to send its entry to `dead`. It is a configuration problem now: the run
+/// stops, the entry waits uncharged, and once the server takes the key
+/// every entry is delivered, none dead.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unauthorized_alone_kills_only_its_entries() {
+async fn unauthorized_alone_kills_no_entry() {
     for kind in KINDS {
         let plan = FaultPlan::mix([(Fault::Unauthorized, RATE)]);
-        let (h, t) = settle("Unauthorized", kind, plan, 11).await;
+        let (h, t) = settle_with(
+            "Unauthorized",
+            kind,
+            plan,
+            11,
+            MAX_RUNS_STOPPING,
+            &[Stop::Config],
+        )
+        .await;
         let rejected = add_requests(&h.server)
             .iter()
             .filter(|r| r.fault == Some(Fault::Unauthorized))
             .count();
-        assert!(t.dead_entries > 0, "{kind:?}: {t:?}");
+        assert!(rejected > 0, "{kind:?}: the fault was injected");
+        assert_eq!((t.dead_entries, t.dead), (0, 0), "{kind:?}: {t:?}");
+        assert_eq!(t.delivered_entries, ENTRIES, "{kind:?}");
         assert_eq!(
-            t.dead_entries, rejected,
-            "{kind:?}: one 401 kills one entry, at once"
+            (t.retried, t.failed),
+            (0, 0),
+            "{kind:?}: a 401 is never charged: {t:?}"
         );
-        assert_eq!(t.delivered_entries + t.dead_entries, ENTRIES);
-        assert_eq!(t.retried, 0, "{kind:?}: a 401 is never retried");
-        for row in h.rows().values().filter(|r| r.state == State::Dead) {
-            assert!(row.dead_auth, "{kind:?}: {row:?}");
-            assert!(
-                row.dead_reason.as_deref().unwrap_or("").contains("401"),
-                "{kind:?}: {row:?}"
-            );
-            assert_eq!(row.attempts, 1);
+        for row in h.rows().values() {
+            assert_eq!(row.attempts, 0, "{kind:?}: uncharged: {row:?}");
         }
-        assert_eq!(h.stats().await.counts.dead_auth as usize, t.dead_entries);
     }
 }
 
@@ -257,7 +292,15 @@ async fn random_mix_with_a_fixed_seed() {
             pending_polls: 1,
             fail: false,
         };
-        let (h, t) = settle("mix", kind, plan, 20_260_801).await;
+        let (h, t) = settle_with(
+            "mix",
+            kind,
+            plan,
+            20_260_801,
+            MAX_RUNS_STOPPING,
+            &[Stop::Breaker, Stop::Config],
+        )
+        .await;
         let requests = add_requests(&h.server);
         let kinds_seen: std::collections::HashSet<String> = requests
             .iter()
@@ -274,11 +317,7 @@ async fn random_mix_with_a_fixed_seed() {
             kinds_seen.len() >= 5,
             "{kind:?}: a real mix: {kinds_seen:?}"
         );
-        let rejected = requests
-            .iter()
-            .filter(|r| r.fault == Some(Fault::Unauthorized))
-            .count();
-        assert_eq!(t.dead_entries, rejected, "{kind:?}: only 401s kill: {t:?}");
+        assert_eq!(t.dead_entries, 0, "{kind:?}: no fault here kills: {t:?}");
         assert!(
             t.runs >= 2 && t.revived > 0,
             "{kind:?}: several runs: {t:?}"

@@ -334,7 +334,11 @@ fn probe_check(r: &Resolved) -> Check {
     match reach {
         Reachability::Reachable => ok("mem0 server", format!("{url} answers (auth accepted)")),
         Reachability::Misconfigured { problem } => {
-            let mut steps = problem.fix(&url);
+            let mut steps: Vec<String> = problem
+                .fix(&url)
+                .into_iter()
+                .filter(|s| !s.starts_with("mem0-queue doctor"))
+                .collect();
             if let ConfigProblem::WrongRoute { .. } = problem
                 && let Some(hint) = rt_hint(&r.config)
             {
@@ -374,7 +378,7 @@ fn rt_hint(c: &crate::config::Config) -> Option<String> {
         .enable_all()
         .build()
         .ok()?;
-    rt.block_on(tokio::time::timeout(PROBE_BOUND, wrong_route_hint(c)))
+    rt.block_on(async { tokio::time::timeout(PROBE_BOUND, wrong_route_hint(c)).await })
         .ok()
         .flatten()
 }

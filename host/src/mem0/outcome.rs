@@ -225,7 +225,7 @@ impl ConfigProblem {
                 if *mem0 {
                     " from the server"
                 } else {
-                    " from a proxy (an HTML page)"
+                    ", not from Mem0 (a proxy's or another server's page)"
                 }
             ),
             ConfigProblem::AuthRejected { status } => {

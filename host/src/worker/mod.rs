@@ -288,7 +288,13 @@ impl Worker {
         let deadline = self.settings.max_duration.map(|d| real_start + d);
         let mut inflight: JoinSet<(Claimed, Attempt)> = JoinSet::new();
         let mut ids: HashMap<tokio::task::Id, String> = HashMap::new();
-        let mut consecutive = 0u32;
+        // The entries whose requests got no answer since the server last
+        // answered anything. The breaker counts entries, not requests: one
+        // entry retried on its 2/4/8 s schedule is the seed's degraded flow,
+        // while three different entries in a row without an answer mean the
+        // server is down or hung, and the run stops (a hung server costs one
+        // add timeout per run, not one per entry).
+        let mut streak: std::collections::HashSet<String> = Default::default();
         // After a run the breaker stopped, a single request probes the
         // server; the run opens up to `concurrency` only once an answer
         // shows the server is back. A dead VPS costs one probe per run.
@@ -306,7 +312,7 @@ impl Worker {
             // One request at a time while probing, and while the last
             // answers were connection failures: a dead server is not sent
             // fresh requests to time out while the breaker counts.
-            let width = if probing || consecutive > 0 {
+            let width = if probing || !streak.is_empty() {
                 1
             } else {
                 self.settings.concurrency
@@ -378,18 +384,21 @@ impl Worker {
                     match joined {
                         Some(Ok((task, (c, outcome)))) => {
                             ids.remove(&task);
+                            let entry_id = c.id.clone();
                             let signal = self.record(c, outcome, &mut report).await?;
                             match signal {
-                                Signal::NoAnswer => consecutive += 1,
+                                Signal::NoAnswer => {
+                                    streak.insert(entry_id);
+                                }
                                 Signal::Reached => {
-                                    consecutive = 0;
+                                    streak.clear();
                                     probing = false;
                                 }
                                 Signal::Config => {}
                             }
                             if signal == Signal::NoAnswer && report.stopped.is_none() {
                                 let input = BreakerInput {
-                                    consecutive_failures: consecutive,
+                                    consecutive_failures: streak.len() as u32,
                                     previous_run_tripped,
                                     consecutive_failing_runs,
                                 };
