@@ -180,3 +180,114 @@ async fn with_the_server_up_results_merge_without_duplicates() {
         let _ = server.kill9().await;
     }
 }
+
+/// Saves one memory per project through `serve` and delivers them with a
+/// `sync` against `url`.
+async fn deliver_to_projects(sb: &Sandbox, url: &str, memories: &[(&str, &str)]) {
+    let server = serve(sb, None).await;
+    for (project, content) in memories {
+        server
+            .save(json!({"content": content, "project": project}))
+            .await;
+    }
+    server.stop().await;
+    let status = sb
+        .command(&["sync"])
+        .env("MEM0_API_URL", url)
+        .env("MEM0_QUEUE_INFER", "false")
+        .status()
+        .expect("sync");
+    assert!(status.success());
+}
+
+/// Regression (issue 12, "search misses delivered memories"): without a
+/// project, search asked the server about the default project only and
+/// added only undelivered local entries, so a delivered memory of another
+/// project was found while the server was down and not while it was up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_without_a_project_finds_delivered_memories_of_every_project() {
+    let sb = Sandbox::new(bin!());
+    let m = mem0(Kind::Oss).await;
+    let url = m.url();
+    deliver_to_projects(
+        &sb,
+        &url,
+        &[
+            ("alpha", "the alpha cluster runs postgres 16"),
+            ("beta", "the beta cluster runs postgres 15"),
+        ],
+    )
+    .await;
+    assert_eq!(m.stored().len(), 2);
+
+    let server = serve(&sb, Some(&url)).await;
+    let found = server
+        .call("mem0_search", json!({"query": "cluster postgres"}))
+        .await;
+    let v = structured(&found);
+    assert_eq!(v["local_only"], false, "{v}");
+    let mut got: Vec<(String, String)> = v["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|h| {
+            (
+                h["project"].as_str().unwrap_or("").to_string(),
+                h["source"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ("alpha".to_string(), "remote".to_string()),
+            ("beta".to_string(), "remote".to_string())
+        ],
+        "both projects asked, each memory once: {v}"
+    );
+    let searched: Vec<String> = m
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/search")
+        .filter_map(|r| r.body.map(|b| b["filters"]["user_id"].to_string()))
+        .collect();
+    assert!(
+        searched.iter().any(|p| p.contains("alpha")) && searched.iter().any(|p| p.contains("beta")),
+        "{searched:?}"
+    );
+    server.stop().await;
+}
+
+/// Regression (issue 12): search sent `threshold: 0.0`, so memories with
+/// nothing in common with the query came back as results scored 0.00.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_shows_no_zero_score_noise() {
+    let sb = Sandbox::new(bin!());
+    let m = mem0(Kind::Oss).await;
+    let url = m.url();
+    deliver_to_projects(&sb, &url, &[("ops", "the firewall allows port 22 only")]).await;
+
+    let server = serve(&sb, Some(&url)).await;
+    let found = server
+        .call(
+            "mem0_search",
+            json!({"query": "favourite pizza topping", "project": "ops"}),
+        )
+        .await;
+    let v = structured(&found);
+    assert_eq!(v["local_only"], false, "{v}");
+    assert_eq!(v["results"], json!([]), "no noise: {v}");
+    let body = m
+        .requests()
+        .into_iter()
+        .rev()
+        .find(|r| r.path == "/search")
+        .and_then(|r| r.body)
+        .expect("a search request");
+    assert!(
+        body.get("threshold").is_none(),
+        "Mem0's own threshold applies: {body}"
+    );
+    server.stop().await;
+}

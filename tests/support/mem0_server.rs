@@ -66,6 +66,8 @@ const LIST_TOP_K_DEFAULT: usize = 20;
 const LIST_TOP_K_MAX: usize = 1000;
 /// Default `top_k` of oss `POST /search`.
 const OSS_SEARCH_TOP_K: usize = 20;
+/// Default similarity threshold of oss `POST /search` (the server's own).
+const OSS_SEARCH_THRESHOLD: f64 = 0.1;
 /// Default `top_k` of platform search (its documented default).
 const PLATFORM_SEARCH_TOP_K: usize = 10;
 /// `org_id` answered by the platform's `GET /v1/ping/`.
@@ -873,12 +875,17 @@ fn words(text: &str) -> Vec<String> {
 }
 
 /// A word-overlap score in (0, 1]: 1 when every query word is in the memory.
+/// A stand-in for vector similarity: 0 for a memory that shares no word with
+/// the query (noise), else in (0, 1], growing with the shared words.
 fn score(query: &str, memory: &str) -> f64 {
     let mut q = words(query);
     q.sort();
     q.dedup();
     let m = words(memory);
     let overlap = q.iter().filter(|w| m.contains(w)).count();
+    if overlap == 0 {
+        return 0.0;
+    }
     (1 + overlap) as f64 / (1 + q.len()) as f64
 }
 
@@ -1271,7 +1278,12 @@ impl Shared {
             .get("top_k")
             .and_then(Value::as_u64)
             .map_or(default_top_k, |k| k as usize);
-        let threshold = obj.get("threshold").and_then(Value::as_f64);
+        // The self-hosted server's default threshold is 0.1: what scores
+        // under it is noise, and a client sending 0 gets that noise too.
+        let threshold = obj.get("threshold").and_then(Value::as_f64).or(match self.kind {
+            Kind::Oss => Some(OSS_SEARCH_THRESHOLD),
+            Kind::Platform => None,
+        });
         let st = self.lock();
         let mut hits: Vec<(f64, &StoredMemory)> = st
             .memories
