@@ -1,6 +1,8 @@
 //! `mem0-queue sync` exit codes, on the real binary: 0 when drained (or
-//! nothing to do), 75 when entries remain (the server is down), 78 with no
-//! Mem0 server configured; and SIGTERM during a long request ends the
+//! nothing to do), 75 when entries remain (the server is down), 65 when the
+//! server rejected entries in the run, 78 with no Mem0 server configured or
+//! a run stopped on a configuration problem; and SIGTERM during a long
+//! request ends the
 //! process promptly with the entry back to pending, its lease released and
 //! marked for reconciliation.
 
@@ -14,7 +16,7 @@ use mem0_queue_testkit::{
     db::rows,
     sandbox::Sandbox,
     wait::{PROCESS_LIMIT, child_async, until_async},
-    worker::{add_requests, command, enqueue_in_dir, server, sigterm, sync},
+    worker::{add_requests, command, enqueue_in_dir, run_to_end, server, sigterm, sync},
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -123,5 +125,56 @@ async fn sigterm_during_a_long_request_releases_the_lease() {
         assert_eq!(code, Some(0), "{kind:?}: {err}");
         assert_eq!(srv.count_by_mq_id().get(id), Some(&1), "{kind:?}");
         assert_eq!(add_requests(&srv).len(), 2, "{kind:?}");
+    }
+}
+
+/// Regression (issue 12, "exit codes hide trouble"): `sync` exited 0 when
+/// every entry had just been sent to dead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_rejected_in_the_run_exit_65() {
+    let srv = server(Kind::Oss, None, 1).await;
+    let sb = Sandbox::new(bin!());
+    let data = sb.data_dir();
+    let ids = enqueue_in_dir(&data, 3);
+    srv.set_faults(FaultPlan::mix([(Fault::Status422, 1.0)]));
+
+    let (code, err) = sync(&sb, Some(&srv.url()), Kind::Oss).await;
+
+    assert_eq!(code, Some(65), "{err}");
+    let rows = rows(&data.join("queue.db"));
+    for id in &ids {
+        assert_eq!(rows[id].state, State::Dead, "{:?}", rows[id]);
+    }
+    // A later run with nothing left to do is clean again.
+    let (code, err) = sync(&sb, Some(&srv.url()), Kind::Oss).await;
+    assert_eq!(code, Some(0), "{err}");
+}
+
+/// Regression (issue 12): a rejected key sent every entry to dead and `sync`
+/// exited 0. Now the run stops on a configuration problem: 78, the fix on
+/// stderr, every entry pending and uncharged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_key_exits_78_and_keeps_every_entry() {
+    for kind in [Kind::Oss, Kind::Platform] {
+        let srv = server(kind, Some("m0-right"), 1).await;
+        let sb = Sandbox::new(bin!());
+        let data = sb.data_dir();
+        let ids = enqueue_in_dir(&data, 3);
+
+        let mut cmd = command(&sb, Some(&srv.url()), kind, &["sync"]);
+        cmd.env("MEM0_API_KEY", "m0-wrong");
+        let (code, err) = run_to_end(cmd).await;
+
+        assert_eq!(code, Some(78), "{kind:?}: {err}");
+        assert!(
+            err.contains("configuration problem") && err.contains("api_key"),
+            "{kind:?}: says what and how to fix: {err}"
+        );
+        assert!(!err.contains("m0-wrong"), "{kind:?}: never the key: {err}");
+        let rows = rows(&data.join("queue.db"));
+        for id in &ids {
+            assert_eq!(rows[id].state, State::Pending, "{kind:?}: {:?}", rows[id]);
+            assert_eq!(rows[id].attempts, 0, "{kind:?}");
+        }
     }
 }

@@ -15,7 +15,7 @@
 //! - Per faultable request the next `script` entry is used (`None` = normal); once the
 //!   script is spent, `mix` is rolled with a `fastrand::Rng` seeded from
 //!   [`ServerOptions::seed`] (reseeded by every [`Mem0Server::set_faults`]).
-//! - Error faults (500, 502, 503, 429, 401) and `Hang` store nothing. A normal request,
+//! - Error faults (500, 502, 503, 429, 401, 422) and `Hang` store nothing. A normal request,
 //!   `Latency`, `AcceptThenHang` and `ResetMidResponse` do the work (an add stores) and
 //!   then delay, hang or cut the response: like the OSS server, which stores before it
 //!   answers.
@@ -115,6 +115,9 @@ pub enum Fault {
     AcceptThenHang,
     /// 401, as for a wrong key.
     Unauthorized,
+    /// 422 with FastAPI's validation error: the server rejects this request
+    /// itself. Stores nothing.
+    Status422,
 }
 
 /// How platform add events progress when polled at `GET /v1/event/{id}/`.
@@ -619,6 +622,11 @@ async fn handle_request(
             resp
         }
         Some(Fault::Unauthorized) => unauthorized(shared.kind),
+        Some(Fault::Status422) => unprocessable(vec![validation_error(
+            json!(["body", "messages"]),
+            "Value error, injected rejection",
+            "value_error",
+        )]),
         Some(Fault::Latency(extra)) => {
             let resp = shared.dispatch(&route, &req);
             tokio::time::sleep(extra).await;

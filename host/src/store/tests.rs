@@ -410,3 +410,65 @@ fn a_save_writes_the_graph_in_its_transaction() {
     ));
     assert_eq!(s.counts().expect("c").pending, 1);
 }
+
+/// Regression (issue 12, "a wrong URL kills every entry"): entries that an
+/// older version sent to `dead` for a 401, 403, 404 or 405 (a configuration
+/// problem) come back once at the upgrade, counted for the log; a real
+/// rejection of the entry (400, 409, 413, 422) stays dead.
+#[test]
+fn the_upgrade_gives_back_entries_that_died_of_a_configuration_problem() {
+    let d = TempDir::new();
+    let mut s = Store::open(&d.db()).expect("open");
+    let mut ids = Vec::new();
+    let limits = Limits {
+        max_queue_len: 100,
+        ..LIMITS
+    };
+    for i in 0..6 {
+        ids.push(s.enqueue(new(&format!("memory {i}")), &limits).expect("q").id);
+    }
+    let claimed = s.claim("w", 1_000, 60_000, 6).expect("claim");
+    assert_eq!(claimed.len(), 6);
+    // What an older version recorded: `Failure::describe` of a permanent
+    // rejection, e.g. "HTTP 404 rejected", "HTTP 401 auth rejected".
+    for (id, error, auth) in [
+        (&ids[0], "HTTP 404 rejected", false),
+        (&ids[1], "HTTP 401 auth rejected", true),
+        (&ids[2], "HTTP 405 rejected", false),
+        (&ids[3], "HTTP 422 rejected", false),
+        (&ids[4], "HTTP 413 rejected", false),
+        (&ids[5], "HTTP 400 rejected", false),
+    ] {
+        let record = FailureRecord::Dead {
+            reason: "rejected".into(),
+            auth,
+        };
+        s.record_failure(id, "w", &record, error, false, 2_000)
+            .expect("dead");
+    }
+    assert_eq!(s.counts().expect("c").dead, 6);
+    // Back to the schema before the fix, as an existing queue is.
+    s.conn()
+        .execute_batch("PRAGMA user_version = 2; DELETE FROM meta WHERE key = 'upgrade_revived';")
+        .expect("downgrade the version");
+    drop(s);
+
+    let s = Store::open(&d.db()).expect("reopen: the upgrade runs");
+    let state = |id: &str| s.get(id, false).expect("get").state;
+    for id in &ids[..3] {
+        assert_eq!(state(id), State::Pending, "{id}");
+    }
+    for id in &ids[3..] {
+        assert_eq!(state(id), State::Dead, "{id}: a real rejection stays dead");
+    }
+    let c = s.counts().expect("c");
+    assert_eq!((c.pending, c.dead, c.dead_auth), (3, 3, 0));
+    assert_eq!(
+        s.meta_get(meta_keys::UPGRADE_REVIVED).expect("meta").as_deref(),
+        Some("3")
+    );
+    drop(s);
+    // Once: a later open changes nothing.
+    let s = Store::open(&d.db()).expect("reopen again");
+    assert_eq!(s.counts().expect("c").dead, 3);
+}
