@@ -14,7 +14,8 @@
 //! - [`policy`]: fixture policy components, runtimes and policy inputs;
 //! - [`proxy`]: a reverse proxy in front of the test server, modelling nginx,
 //!   Caddy, SSO gates and wrong URLs (timeouts, HTML error pages, redirects,
-//!   login pages, path prefixes, tarpits).
+//!   login pages, path prefixes, tarpits);
+//! - [`tls`]: a test CA made at run time, TLS fronts and an http→https redirector.
 //!
 //! The binary under test is only known where Cargo compiles the host's
 //! integration tests: call sites pass [`bin!()`](bin) to the constructors.
@@ -38,6 +39,7 @@ pub mod policy;
 pub mod process;
 pub mod proxy;
 pub mod sandbox;
+pub mod tls;
 pub mod wait;
 pub mod worker;
 

@@ -11,6 +11,8 @@
 //! - Every upstream call runs in a task of its own that finishes even when the proxy
 //!   has already given up on it (as Mem0 finishes and stores an add after nginx's
 //!   504); [`Proxy::settle`] waits for those.
+//! - [`Proxy::start_tls`] serves any mode over TLS with a
+//!   [`TestCa`](crate::tls::TestCa)'s certificate.
 //!
 //! It never follows a redirect and talks to nothing but its upstream. Every upstream
 //! call, handshake and wait is bounded; a [`ProxyMode::Tarpit`] connection lasts
@@ -39,6 +41,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, watch};
 use tokio::task::{JoinHandle, JoinSet};
+use tokio_rustls::TlsAcceptor;
+
+use crate::tls::TestCa;
 
 /// How long [`ProxyMode::Pass`] waits for the upstream's answer before it answers
 /// 504: nginx's default `proxy_read_timeout`.
@@ -65,6 +70,10 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// latencies well under a second; a call to a hanging upstream ends only at
 /// [`UPSTREAM_LIMIT`], so such a test uses [`Proxy::settle_within`] or none.
 pub const SETTLE_LIMIT: Duration = Duration::from_secs(30);
+
+/// How long a TLS handshake may take: a client that opens TCP and never speaks TLS
+/// must not hold a task until shutdown.
+const TLS_HANDSHAKE_LIMIT: Duration = Duration::from_secs(10);
 
 /// Pause after a failed `accept` (e.g. out of file descriptors) so the loop does not spin.
 const ACCEPT_RETRY_PAUSE: Duration = Duration::from_millis(10);
@@ -231,11 +240,22 @@ impl Proxy {
     /// Binds 127.0.0.1:0 and proxies plain HTTP to `upstream_url` (e.g.
     /// `Mem0Server::url()`, no trailing slash) on the current tokio runtime.
     pub async fn start(upstream_url: String, mode: ProxyMode) -> Proxy {
+        Self::start_with(upstream_url, mode, None).await
+    }
+
+    /// [`Proxy::start`] over TLS with `ca`'s certificate for 127.0.0.1 and localhost;
+    /// [`Proxy::url`] is then `https://127.0.0.1:PORT`. The upstream stays plain HTTP.
+    pub async fn start_tls(upstream_url: String, mode: ProxyMode, ca: &TestCa) -> Proxy {
+        Self::start_with(upstream_url, mode, Some(ca.acceptor())).await
+    }
+
+    async fn start_with(upstream_url: String, mode: ProxyMode, tls: Option<TlsAcceptor>) -> Proxy {
         mode.check();
         let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
             .await
             .expect("bind a loopback port for the proxy");
         let addr = listener.local_addr().expect("the proxy's local address");
+        let scheme = if tls.is_some() { "https" } else { "http" };
         // reqwest rather than hyper-util's legacy client: it is already in the tree
         // (the product's own client), and it gives the whole-call timeout, the
         // no-redirect policy and the pool bound as settings. What it adds to a
@@ -252,14 +272,14 @@ impl Proxy {
             .expect("build the proxy's upstream client");
         let shared = Arc::new(Shared {
             upstream: upstream_url.trim_end_matches('/').to_string(),
-            base: format!("http://{addr}"),
+            base: format!("{scheme}://{addr}"),
             mode: Mutex::new(mode),
             records: Arc::new(Mutex::new(Vec::new())),
             client,
             in_flight: watch::Sender::new(0),
             detached: Mutex::new(JoinSet::new()),
         });
-        let task = tokio::spawn(accept_loop(listener, shared.clone()));
+        let task = tokio::spawn(accept_loop(listener, shared.clone(), tls));
         Proxy {
             shared,
             addr,
@@ -267,7 +287,7 @@ impl Proxy {
         }
     }
 
-    /// `http://127.0.0.1:PORT`, no trailing slash.
+    /// `http://127.0.0.1:PORT` (`https://…` from [`Proxy::start_tls`]), no trailing slash.
     pub fn url(&self) -> String {
         self.shared.base.clone()
     }
@@ -354,12 +374,12 @@ struct Shared {
 }
 
 /// Accepts until aborted; aborting drops the listener and, with the `JoinSet`, every connection.
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, tls: Option<TlsAcceptor>) {
     let mut conns = JoinSet::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => { conns.spawn(connection(stream, shared.clone())); }
+                Ok((stream, _)) => { conns.spawn(connection(stream, shared.clone(), tls.clone())); }
                 Err(_) => tokio::time::sleep(ACCEPT_RETRY_PAUSE).await,
             },
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
@@ -367,9 +387,18 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     }
 }
 
-async fn connection(stream: TcpStream, shared: Arc<Shared>) {
+async fn connection(stream: TcpStream, shared: Arc<Shared>, tls: Option<TlsAcceptor>) {
     let _ = stream.set_nodelay(true);
-    serve(stream, shared).await;
+    match tls {
+        None => serve(stream, shared).await,
+        Some(acceptor) => {
+            if let Ok(Ok(stream)) =
+                tokio::time::timeout(TLS_HANDSHAKE_LIMIT, acceptor.accept(stream)).await
+            {
+                serve(stream, shared).await;
+            }
+        }
+    }
 }
 
 async fn serve<S>(io: S, shared: Arc<Shared>)
