@@ -79,7 +79,8 @@ const TLS_HANDSHAKE_LIMIT: Duration = Duration::from_secs(10);
 const ACCEPT_RETRY_PAUSE: Duration = Duration::from_millis(10);
 
 /// The path of the SSO gate's sign-in page; `GET` on it answers [`LOGIN_PAGE_HTML`] in
-/// every mode (no Mem0 route is called `/login`, so a gate in front owns it).
+/// every mode but [`ProxyMode::Tarpit`] (no Mem0 route is called `/login`, so a gate
+/// in front owns it).
 pub const LOGIN_PATH: &str = "/login";
 
 /// The statuses a [`ProxyMode::Redirect`] may use: the five redirects with a
@@ -790,8 +791,9 @@ mod tests {
     const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
     /// The proxy's read timeout in the gateway-timeout tests: short, real time.
     const READ_TIMEOUT: Duration = Duration::from_millis(150);
-    /// The upstream's injected latency: well past [`READ_TIMEOUT`].
-    const SLOW: Duration = Duration::from_millis(600);
+    /// The upstream's injected latency: well past [`READ_TIMEOUT`], with room for a
+    /// loaded 2-core machine between the proxy's 504 and the upstream's answer.
+    const SLOW: Duration = Duration::from_secs(1);
     /// The client timeout that gives up on a tarpit.
     const TARPIT_PATIENCE: Duration = Duration::from_millis(300);
     /// The test server's API key.
