@@ -11,7 +11,11 @@
 //! - [`ops`]: running the operations commands (install, schedule, doctor…);
 //! - [`dash`]: the dashboard process, raw HTTP to it, a seeded queue;
 //! - [`worker`]: the in-process delivery worker harness and the `sync` process;
-//! - [`policy`]: fixture policy components, runtimes and policy inputs.
+//! - [`policy`]: fixture policy components, runtimes and policy inputs;
+//! - [`proxy`]: a reverse proxy in front of the test server, modelling nginx,
+//!   Caddy, SSO gates and wrong URLs (timeouts, HTML error pages, redirects,
+//!   login pages, path prefixes, tarpits);
+//! - [`tls`]: a test CA made at run time, TLS fronts and an http→https redirector.
 //!
 //! The binary under test is only known where Cargo compiles the host's
 //! integration tests: call sites pass [`bin!()`](bin) to the constructors.
@@ -33,7 +37,9 @@ pub mod mem0_server;
 pub mod ops;
 pub mod policy;
 pub mod process;
+pub mod proxy;
 pub mod sandbox;
+pub mod tls;
 pub mod wait;
 pub mod worker;
 
