@@ -1,4 +1,4 @@
-//! Guest-side bindings for `wit/policy.wit`, shared by every policy component.
+//! Guest-side bindings for `wit/v0.1.0/policy.wit`, shared by every policy component.
 //!
 //! A policy crate implements [`Guest`] on a unit struct and, on wasm32 only,
 //! calls [`export_policy!`] on it. The bindings compile natively too, so the
@@ -8,7 +8,7 @@
 
 wit_bindgen::generate!({
     world: "decider",
-    path: "../../wit",
+    path: "../../wit/v0.1.0",
     pub_export_macro: true,
     export_macro_name: "export_policy",
     default_bindings_module: "mem0_queue_policy_sdk",

@@ -19,7 +19,7 @@ use super::PolicyError;
 
 wasmtime::component::bindgen!({
     world: "decider",
-    path: "../wit",
+    path: "../wit/v0.1.0",
     additional_derives: [PartialEq, Eq],
 });
 
