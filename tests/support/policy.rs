@@ -14,8 +14,8 @@ use std::process::Command;
 use std::sync::{Mutex, OnceLock};
 
 use mem0_queue::policy::{
-    BreakerInput, EntryState, FailedSummary, HttpFailure, Outcome, PolicySource, QueueStats,
-    Rejection, Runtime,
+    BreakerInput, EntryState, FailedSummary, HttpFailure, Operation, Outcome, PolicySource,
+    QueueStats, Rejection, Runtime,
 };
 
 use crate::sandbox::workspace_root;
@@ -159,6 +159,7 @@ pub fn entry(attempts_this_run: u32) -> EntryState {
         runs_failed: 0,
         age_ms: 60_000,
         size_bytes: 512,
+        operation: Operation::Add,
     }
 }
 
@@ -183,6 +184,7 @@ pub fn failed(id: &str, runs: u32, minutes: u64) -> FailedSummary {
         total_attempts: runs * 4,
         age_ms: minutes * 120_000,
         since_last_attempt_ms: minutes * 60_000,
+        operation: Operation::Add,
     }
 }
 
