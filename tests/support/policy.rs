@@ -33,7 +33,9 @@ pub fn hostile(feature: &str) -> PathBuf {
     fixture("hostile", Some(feature))
 }
 
-/// The `.wasm` of fixture crate `name` built with `feature`, built on first use.
+/// The `.wasm` of fixture crate `name` built with `feature`, built on first
+/// use. The crate's library is `mem0_queue_policy_` and `name` with `-` and
+/// `.` as `_`.
 pub fn fixture(name: &str, feature: Option<&str>) -> PathBuf {
     static BUILT: OnceLock<Mutex<HashMap<String, PathBuf>>> = OnceLock::new();
     let key = format!("{name}-{}", feature.unwrap_or("plain"));
@@ -97,10 +99,10 @@ fn build_fixture(name: &str, feature: Option<&str>, key: &str) -> PathBuf {
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
-    let produced = target_dir
-        .join(TARGET)
-        .join("release")
-        .join(format!("mem0_queue_policy_{}.wasm", name.replace('-', "_")));
+    let produced = target_dir.join(TARGET).join("release").join(format!(
+        "mem0_queue_policy_{}.wasm",
+        name.replace(['-', '.'], "_")
+    ));
     let dest = target_dir.join(format!("{key}.wasm"));
     let tmp = target_dir.join(format!(".{key}.wasm.{}.tmp", std::process::id()));
     std::fs::copy(&produced, &tmp)
