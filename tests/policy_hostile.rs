@@ -135,8 +135,7 @@ fn a_looping_policy_runs_out_of_fuel_and_the_default_decides() {
     let loaded = loaded.expect("a looping policy loads: describe() is fine");
     let err = timed(|| {
         host.call(&loaded, 0, |d, s| {
-            d.mem0_queue_policy_policy()
-                .call_on_failure(s, entry(1), &Outcome::ConnectError, 0)
+            d.call_on_failure(s, entry(1), &Outcome::ConnectError, 0)
         })
     })
     .expect_err("an infinite loop cannot return");
@@ -232,12 +231,8 @@ fn a_memory_bomb_is_stopped_at_the_memory_limit() {
     let path = hostile("membomb");
     let (host, loaded) = load_alone(&path);
     let loaded = loaded.expect("loads");
-    let err = timed(|| {
-        host.call(&loaded, 0, |d, s| {
-            d.mem0_queue_policy_policy().call_alerts(s, stats(1, 0))
-        })
-    })
-    .expect_err("unbounded growth cannot return");
+    let err = timed(|| host.call(&loaded, 0, |d, s| d.call_alerts(s, stats(1, 0))))
+        .expect_err("unbounded growth cannot return");
     assert!(matches!(err, PolicyError::Memory(_)), "{err:?}");
 
     let mut rt = user(&path);
@@ -261,15 +256,13 @@ fn a_trapping_policy_falls_back_and_the_next_call_still_works() {
     let loaded = loaded.expect("loads");
     let err = host
         .call(&loaded, 0, |d, s| {
-            d.mem0_queue_policy_policy()
-                .call_breaker(s, breaker_input(3, false))
+            d.call_breaker(s, breaker_input(3, false))
         })
         .expect_err("a panic cannot return");
     assert!(matches!(err, PolicyError::Trap(_)), "{err:?}");
     let err = host
         .call(&loaded, 0, |d, s| {
-            d.mem0_queue_policy_policy()
-                .call_on_failure(s, entry(1), &Outcome::Unknown, 0)
+            d.call_on_failure(s, entry(1), &Outcome::Unknown, 0)
         })
         .expect_err("`unreachable` cannot return");
     assert!(matches!(err, PolicyError::Trap(_)), "{err:?}");
@@ -300,8 +293,7 @@ fn error_values_fall_back_with_a_bounded_clean_reason() {
     let loaded = loaded.expect("loads");
     let returned = host
         .call(&loaded, 0, |d, s| {
-            d.mem0_queue_policy_policy()
-                .call_on_failure(s, entry(1), &Outcome::Unknown, 0)
+            d.call_on_failure(s, entry(1), &Outcome::Unknown, 0)
         })
         .expect("an error value is not a trap");
     let text = returned.expect_err("the fixture returns Err");
@@ -418,15 +410,19 @@ fn components_of_the_wrong_version_or_world_or_no_component_are_refused() {
             |e| matches!(e, PolicyError::Version(_)),
             &[
                 "wrong WIT version",
-                "mem0-queue:policy/policy@0.2.0",
-                "mem0-queue:policy/policy@0.1.0",
+                "exports mem0-queue:policy/policy@0.9.0",
+                "mem0-queue:policy/policy@0.1.0 or mem0-queue:policy/policy@0.2.0",
             ],
         ),
         (
-            "a describe() claiming another version",
+            "a describe() claiming another version than it exports",
             hostile("lying-version"),
             |e| matches!(e, PolicyError::Version(_)),
-            &["wrong WIT version", "0.2.0"],
+            &[
+                "wrong WIT version",
+                "targets WIT 0.1.0",
+                "exports mem0-queue:policy/policy@0.2.0",
+            ],
         ),
         (
             "an unrelated world",
@@ -435,7 +431,7 @@ fn components_of_the_wrong_version_or_world_or_no_component_are_refused() {
             &[
                 "wrong world",
                 "example:greeter/greet@1.0.0",
-                "mem0-queue:policy/policy@0.1.0",
+                "mem0-queue:policy/policy@0.1.0 or mem0-queue:policy/policy@0.2.0",
             ],
         ),
         (

@@ -58,7 +58,7 @@ fn the_embedded_default_is_the_built_component_and_decides_the_seed_schedule() {
     let mut rt = embedded();
     let info = rt.info();
     assert_eq!(info.name, "default");
-    assert_eq!(info.wit_version, "0.1.0");
+    assert_eq!(info.wit_version, "0.2.0");
     assert_eq!(info.wit_version, policy::WIT_VERSION);
     assert_eq!(info.source, "embedded default");
     assert_eq!(info.broken, None);
@@ -191,7 +191,7 @@ fn the_jitter_component_loads_and_decides_differently_from_the_default() {
     let mut def = embedded();
     let info = jit.info();
     assert_eq!(info.name, "jitter");
-    assert_eq!(info.wit_version, "0.1.0");
+    assert_eq!(info.wit_version, "0.2.0");
     assert_eq!(info.source, path.display().to_string());
     assert_eq!(info.broken, None);
     assert_ne!(info.sha256, def.info().sha256);
@@ -332,6 +332,7 @@ fn a_run_start_with_100000_failed_entries_gets_fuel_for_each() {
                 total_attempts: f.total_attempts,
                 age_ms: f.age_ms,
                 since_last_attempt_ms: f.since_last_attempt_ms,
+                operation: mem0_queue_policy_sdk::Operation::Add,
             })
             .collect(),
         0,
@@ -395,11 +396,11 @@ fn policy_check_accepts_both_components_and_prints_two_different_schedules() {
 
     assert_eq!(implicit, default, "no PATH means the embedded default");
     assert!(
-        default.starts_with("policy default 0.1.0 (WIT 0.1.0)"),
+        default.starts_with("policy default 0.1.0 (WIT 0.2.0)"),
         "{default}"
     );
     assert!(
-        jitter.starts_with("policy jitter 0.1.0 (WIT 0.1.0)"),
+        jitter.starts_with("policy jitter 0.1.0 (WIT 0.2.0)"),
         "{jitter}"
     );
 
@@ -455,7 +456,7 @@ fn policy_check_on_a_bad_file_fails_with_one_clear_line() {
         (&garbage, "not a valid component"),
         (&core, "not a valid component"),
         (&missing, "cannot read the policy file"),
-        (&wrong_version, "mem0-queue:policy/policy@0.2.0"),
+        (&wrong_version, "mem0-queue:policy/policy@0.9.0"),
     ] {
         let out = tmp
             .command(&[])
@@ -546,7 +547,7 @@ fn policy_show_reports_the_source_and_the_cache() {
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.contains("active policy: jitter 0.1.0 (WIT 0.1.0)"),
+        text.contains("active policy: jitter 0.1.0 (WIT 0.2.0)"),
         "{text}"
     );
     assert!(

@@ -13,7 +13,13 @@
 //!   and auth rejections raise an alert of their own;
 //! - a server's Retry-After is a floor on the delay;
 //! - the breaker stops a run after 3 connection-level failures in a row, or
-//!   after the first one when the previous run was stopped the same way.
+//!   after the first one when the previous run was stopped the same way;
+//! - WARNING `server-unreachable` when the Mem0 server has not answered for 3
+//!   worker runs in a row or for 30 minutes, whatever the queue size.
+//!
+//! The entry's `operation` (add, update, delete, delete-all) is not used: every
+//! operation gets the same retries and the same decisions, and a permanent
+//! rejection of a delete is dead like any other.
 //!
 //! This crate decides and never does I/O. The logic is plain Rust behind the
 //! generated `Guest` trait, so `cargo test` runs it natively.
@@ -36,6 +42,17 @@ pub const WARN_PENDING_OVER: u64 = 20;
 
 /// The seed's CRITICAL threshold: "failed > 5".
 pub const CRITICAL_FAILED_OVER: u64 = 5;
+
+/// Worker runs in a row in which the Mem0 server never answered, from which
+/// `server-unreachable` is raised: three periods of the seed's 10-minute
+/// cron. One or two missed runs are a restart or a short network cut; a third
+/// means someone should look.
+pub const WARN_UNREACHABLE_RUNS: u32 = 3;
+
+/// How long the server may go unanswered before `server-unreachable` is
+/// raised, whatever the number of runs: 30 minutes, three periods of the
+/// seed's 10-minute cron.
+pub const WARN_UNREACHABLE_MS: u64 = 30 * 60 * SECOND_MS;
 
 /// Connection-level failures in a row that stop a run. Three refused or
 /// timed-out connections in a row mean the server is down, not flaky; going
@@ -142,6 +159,9 @@ impl Guest for DefaultPolicy {
                 ],
             });
         }
+        if let Some(alert) = server_unreachable(&stats) {
+            alerts.push(alert);
+        }
         if stats.pending > WARN_PENDING_OVER {
             let since = match stats.last_success_age_ms {
                 Some(ms) => format!("last delivery {} ago", human_ms(ms)),
@@ -178,6 +198,44 @@ impl Guest for DefaultPolicy {
         }
         Ok(alerts)
     }
+}
+
+/// The WARNING for a server that has stopped answering: from
+/// [`WARN_UNREACHABLE_RUNS`] runs or [`WARN_UNREACHABLE_MS`], whatever the
+/// queue size, so a quiet queue does not hide a dead server. Public: the host
+/// raises it, computed natively, for a policy of WIT 0.1.0, which is not
+/// given the statistics it needs.
+pub fn server_unreachable(stats: &QueueStats) -> Option<Alert> {
+    let runs = stats.unreachable_runs;
+    let long = stats
+        .unreachable_for_ms
+        .filter(|&ms| ms >= WARN_UNREACHABLE_MS);
+    if runs < WARN_UNREACHABLE_RUNS && long.is_none() {
+        return None;
+    }
+    let in_runs = if runs == 1 {
+        "1 worker run".to_string()
+    } else {
+        format!("{runs} worker runs in a row")
+    };
+    let how_long = match stats.unreachable_for_ms {
+        Some(ms) if runs > 0 => format!("for {} ({in_runs})", human_ms(ms)),
+        Some(ms) => format!("for {}", human_ms(ms)),
+        None => format!("for {in_runs}"),
+    };
+    Some(Alert {
+        level: Level::Warning,
+        code: "server-unreachable".into(),
+        message: format!(
+            "MEM0 VPS - WARNING: the Mem0 server has not answered {how_long}. \
+             The memories are safe in the local queue and are delivered once it answers."
+        ),
+        actions: vec![
+            "Check the Mem0 server: is it up, is it reachable from here (ssh to it, read its logs)"
+                .into(),
+            "mem0-queue doctor".into(),
+        ],
+    })
 }
 
 #[cfg(target_arch = "wasm32")]

@@ -1,7 +1,7 @@
 //! Table-driven tests of the default policy, run natively.
 
 use super::*;
-use mem0_queue_policy_sdk::{HttpFailure, Rejection};
+use mem0_queue_policy_sdk::{HttpFailure, Operation, Rejection};
 
 fn entry(attempts_this_run: u32) -> EntryState {
     EntryState {
@@ -10,6 +10,7 @@ fn entry(attempts_this_run: u32) -> EntryState {
         runs_failed: 0,
         age_ms: 1_000,
         size_bytes: 42,
+        operation: Operation::Add,
     }
 }
 
@@ -23,6 +24,8 @@ fn stats(pending: u64, failed: u64) -> QueueStats {
         oldest_pending_age_ms: None,
         last_success_age_ms: None,
         consecutive_failing_runs: 0,
+        unreachable_runs: 0,
+        unreachable_for_ms: None,
     }
 }
 
@@ -73,6 +76,36 @@ fn retry_after_is_a_floor_on_the_delay() {
 }
 
 #[test]
+fn every_operation_gets_the_same_decisions() {
+    let outcomes = [
+        Outcome::ConnectError,
+        Outcome::Unknown,
+        Outcome::Http(HttpFailure {
+            status: 429,
+            retry_after_ms: Some(30_000),
+            code: None,
+        }),
+        Outcome::Permanent(Rejection {
+            status: 404,
+            auth: false,
+        }),
+    ];
+    for attempts in 0..=5 {
+        for outcome in &outcomes {
+            let add = decide(attempts, outcome.clone());
+            for operation in [Operation::Update, Operation::Delete, Operation::DeleteAll] {
+                let e = EntryState {
+                    operation,
+                    ..entry(attempts)
+                };
+                let got = DefaultPolicy::on_failure(e, outcome.clone(), 0).expect("never errs");
+                assert_eq!(got, add, "{operation:?}, attempt {attempts}, {outcome:?}");
+            }
+        }
+    }
+}
+
+#[test]
 fn permanent_errors_go_straight_to_dead() {
     for (status, auth) in [
         (400, false),
@@ -102,6 +135,7 @@ fn every_failed_entry_gets_a_fresh_start() {
             total_attempts: 4 * i,
             age_ms: 1,
             since_last_attempt_ms: 0,
+            operation: Operation::Add,
         })
         .collect();
     let revived = DefaultPolicy::on_run_start(failed, 0).expect("never errs");
@@ -160,6 +194,71 @@ fn auth_rejections_raise_their_own_alert() {
             (Level::Critical, "auth-rejected".to_string()),
             (Level::Warning, "dead-entries".to_string())
         ]
+    );
+}
+
+fn unreachable(runs: u32, for_ms: Option<u64>) -> Vec<Alert> {
+    let mut s = stats(0, 0);
+    s.unreachable_runs = runs;
+    s.unreachable_for_ms = for_ms;
+    DefaultPolicy::alerts(s).expect("never errs")
+}
+
+#[test]
+fn server_unreachable_from_3_runs_whatever_the_queue_size() {
+    const MIN: u64 = 60 * SECOND_MS;
+    assert!(unreachable(2, Some(29 * MIN)).is_empty());
+    assert!(unreachable(2, None).is_empty());
+    let alerts = unreachable(3, Some(25 * MIN));
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    let a = &alerts[0];
+    assert_eq!(
+        (a.level, a.code.as_str()),
+        (Level::Warning, "server-unreachable")
+    );
+    assert!(
+        a.message.contains("for 25 min (3 worker runs in a row)"),
+        "{}",
+        a.message
+    );
+    assert!(
+        a.message.contains("safe in the local queue"),
+        "{}",
+        a.message
+    );
+    assert!(a.actions.iter().any(|s| s == "mem0-queue doctor"));
+    assert!(a.actions.iter().any(|s| s.contains("Mem0 server")));
+    let no_clock = &unreachable(3, None)[0];
+    assert!(
+        no_clock.message.contains("for 3 worker runs in a row"),
+        "{}",
+        no_clock.message
+    );
+}
+
+#[test]
+fn server_unreachable_from_30_minutes_whatever_the_runs() {
+    const MIN: u64 = 60 * SECOND_MS;
+    assert!(unreachable(1, Some(29 * MIN)).is_empty());
+    assert!(unreachable(1, Some(WARN_UNREACHABLE_MS - 1)).is_empty());
+    let alerts = unreachable(1, Some(30 * MIN));
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(alerts[0].code, "server-unreachable");
+    assert!(alerts[0].message.contains("for 30 min (1 worker run)"));
+}
+
+#[test]
+fn server_unreachable_sits_between_the_criticals_and_the_backlog() {
+    let mut s = stats(23, 7);
+    s.unreachable_runs = 4;
+    let codes: Vec<_> = DefaultPolicy::alerts(s)
+        .expect("ok")
+        .into_iter()
+        .map(|a| a.code)
+        .collect();
+    assert_eq!(
+        codes,
+        ["failed-backlog", "server-unreachable", "queue-backlog"]
     );
 }
 

@@ -15,7 +15,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use mem0_queue::policy::wasm::Host;
-use mem0_queue::policy::{EntryState, Outcome, PolicySource, QueueStats, Runtime, native};
+use mem0_queue::policy::{
+    EntryState, Operation, Outcome, PolicySource, QueueStats, Runtime, native,
+};
 use wasmtime::component::Component;
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -229,6 +231,7 @@ fn main() {
         runs_failed: 0,
         age_ms: 60_000,
         size_bytes: 512,
+        operation: Operation::Add,
     };
     let outcome = Outcome::TimeoutBeforeSend;
     // Two alerts, with their formatted texts: the common bad case.
@@ -241,6 +244,8 @@ fn main() {
         oldest_pending_age_ms: Some(3_600_000),
         last_success_age_ms: Some(5_400_000),
         consecutive_failing_runs: 2,
+        unreachable_runs: 0,
+        unreachable_for_ms: None,
     };
     assert_eq!(rt.alerts(stats), native::alerts(stats));
     assert_eq!(rt.alerts(stats).len(), 2);
@@ -262,10 +267,8 @@ fn main() {
     let host = Host::new().expect("an engine");
     let loaded = host.load(default_wasm, Some(&warm_dir)).expect("loads");
     let instantiate = per_call(BATCHES, WASM_CALLS, |_| {
-        host.call(&loaded, 0, |d, s| {
-            d.mem0_queue_policy_policy().call_describe(s)
-        })
-        .expect("describe")
+        host.call(&loaded, 0, |d, s| d.call_describe(s))
+            .expect("describe")
     });
 
     println!(

@@ -14,8 +14,8 @@ use std::process::Command;
 use std::sync::{Mutex, OnceLock};
 
 use mem0_queue::policy::{
-    BreakerInput, EntryState, FailedSummary, HttpFailure, Outcome, PolicySource, QueueStats,
-    Rejection, Runtime,
+    BreakerInput, EntryState, FailedSummary, HttpFailure, Operation, Outcome, PolicySource,
+    QueueStats, Rejection, Runtime,
 };
 
 use crate::sandbox::workspace_root;
@@ -33,7 +33,9 @@ pub fn hostile(feature: &str) -> PathBuf {
     fixture("hostile", Some(feature))
 }
 
-/// The `.wasm` of fixture crate `name` built with `feature`, built on first use.
+/// The `.wasm` of fixture crate `name` built with `feature`, built on first
+/// use. The crate's library is `mem0_queue_policy_` and `name` with `-` and
+/// `.` as `_`.
 pub fn fixture(name: &str, feature: Option<&str>) -> PathBuf {
     static BUILT: OnceLock<Mutex<HashMap<String, PathBuf>>> = OnceLock::new();
     let key = format!("{name}-{}", feature.unwrap_or("plain"));
@@ -97,10 +99,10 @@ fn build_fixture(name: &str, feature: Option<&str>, key: &str) -> PathBuf {
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
-    let produced = target_dir
-        .join(TARGET)
-        .join("release")
-        .join(format!("mem0_queue_policy_{}.wasm", name.replace('-', "_")));
+    let produced = target_dir.join(TARGET).join("release").join(format!(
+        "mem0_queue_policy_{}.wasm",
+        name.replace(['-', '.'], "_")
+    ));
     let dest = target_dir.join(format!("{key}.wasm"));
     let tmp = target_dir.join(format!(".{key}.wasm.{}.tmp", std::process::id()));
     std::fs::copy(&produced, &tmp)
@@ -159,6 +161,7 @@ pub fn entry(attempts_this_run: u32) -> EntryState {
         runs_failed: 0,
         age_ms: 60_000,
         size_bytes: 512,
+        operation: Operation::Add,
     }
 }
 
@@ -183,6 +186,7 @@ pub fn failed(id: &str, runs: u32, minutes: u64) -> FailedSummary {
         total_attempts: runs * 4,
         age_ms: minutes * 120_000,
         since_last_attempt_ms: minutes * 60_000,
+        operation: Operation::Add,
     }
 }
 

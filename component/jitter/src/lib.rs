@@ -9,7 +9,11 @@
 //! - A failed entry is retried at a run start only after a cool-down that
 //!   doubles with every run it has failed: 10 min, 20 min, 40 min, ... 24 h.
 //! - Thresholds of its own: WARNING over 100 pending or when the oldest pending
-//!   entry is over a day old; CRITICAL over 20 failed.
+//!   entry is over a day old; CRITICAL over 20 failed; WARNING
+//!   `server-unreachable` after 6 worker runs or an hour with no answer from
+//!   the server.
+//! - The entry's `operation` is not used: every operation gets the same
+//!   decisions.
 //!
 //! Like every policy it decides and never does I/O.
 
@@ -49,6 +53,15 @@ pub const WARN_OLDEST_PENDING_MS: u64 = 24 * 3_600 * SECOND_MS;
 
 /// CRITICAL when more entries than this have failed.
 pub const CRITICAL_FAILED_OVER: u64 = 20;
+
+/// WARNING `server-unreachable` from this many worker runs in a row with no
+/// answer from the server: twice the default's 3, for a shared server whose
+/// outages are expected to last longer.
+pub const WARN_UNREACHABLE_RUNS: u32 = 6;
+
+/// WARNING `server-unreachable` once the server has not answered for this
+/// long, whatever the runs: one hour, twice the default's 30 minutes.
+pub const WARN_UNREACHABLE_MS: u64 = 3_600 * SECOND_MS;
 
 /// The jitter policy.
 pub struct JitterPolicy;
@@ -140,6 +153,26 @@ impl Guest for JitterPolicy {
                 actions: vec!["Check the Mem0 server".into(), "mem0-queue status".into()],
             });
         }
+        if stats.unreachable_runs >= WARN_UNREACHABLE_RUNS
+            || stats
+                .unreachable_for_ms
+                .is_some_and(|ms| ms >= WARN_UNREACHABLE_MS)
+        {
+            let how_long = stats
+                .unreachable_for_ms
+                .map(|ms| format!(" for {}", human_ms(ms)))
+                .unwrap_or_default();
+            alerts.push(Alert {
+                level: Level::Warning,
+                code: "server-unreachable".into(),
+                message: format!(
+                    "The Mem0 server has not answered{how_long} ({} worker runs); memories are \
+                     kept locally.",
+                    stats.unreachable_runs
+                ),
+                actions: vec!["Check the Mem0 server".into(), "mem0-queue doctor".into()],
+            });
+        }
         if stats.pending > WARN_PENDING_OVER {
             alerts.push(Alert {
                 level: Level::Warning,
@@ -172,6 +205,7 @@ mem0_queue_policy_sdk::export_policy!(JitterPolicy);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mem0_queue_policy_sdk::Operation;
 
     fn entry(attempts_this_run: u32) -> EntryState {
         EntryState {
@@ -180,6 +214,7 @@ mod tests {
             runs_failed: 0,
             age_ms: 0,
             size_bytes: 1,
+            operation: Operation::Add,
         }
     }
 
@@ -217,6 +252,7 @@ mod tests {
             total_attempts: 6,
             age_ms: 0,
             since_last_attempt_ms,
+            operation: Operation::Add,
         };
         let min = 60 * SECOND_MS;
         let revived = JitterPolicy::on_run_start(
@@ -244,8 +280,38 @@ mod tests {
             oldest_pending_age_ms: None,
             last_success_age_ms: None,
             consecutive_failing_runs: 0,
+            unreachable_runs: 0,
+            unreachable_for_ms: None,
         };
         assert!(JitterPolicy::alerts(stats(100, 20)).expect("ok").is_empty());
         assert_eq!(JitterPolicy::alerts(stats(101, 21)).expect("ok").len(), 2);
+    }
+
+    #[test]
+    fn server_unreachable_after_6_runs_or_an_hour() {
+        let codes = |runs, for_ms| -> Vec<String> {
+            let stats = QueueStats {
+                pending: 0,
+                in_flight: 0,
+                failed: 0,
+                dead: 0,
+                dead_auth: 0,
+                oldest_pending_age_ms: None,
+                last_success_age_ms: None,
+                consecutive_failing_runs: 0,
+                unreachable_runs: runs,
+                unreachable_for_ms: for_ms,
+            };
+            JitterPolicy::alerts(stats)
+                .expect("ok")
+                .into_iter()
+                .map(|a| a.code)
+                .collect()
+        };
+        let min = 60 * SECOND_MS;
+        assert!(codes(5, Some(59 * min)).is_empty());
+        assert!(codes(5, None).is_empty());
+        assert_eq!(codes(6, None), ["server-unreachable"]);
+        assert_eq!(codes(1, Some(60 * min)), ["server-unreachable"]);
     }
 }

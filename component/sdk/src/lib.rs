@@ -1,4 +1,5 @@
-//! Guest-side bindings for `wit/policy.wit`, shared by every policy component.
+//! Guest-side bindings for `wit/v0.2.0/policy.wit` (`mem0-queue:policy@0.2.0`),
+//! shared by every policy component.
 //!
 //! A policy crate implements [`Guest`] on a unit struct and, on wasm32 only,
 //! calls [`export_policy!`] on it. The bindings compile natively too, so the
@@ -8,7 +9,7 @@
 
 wit_bindgen::generate!({
     world: "decider",
-    path: "../../wit",
+    path: "../../wit/v0.2.0",
     pub_export_macro: true,
     export_macro_name: "export_policy",
     default_bindings_module: "mem0_queue_policy_sdk",
@@ -17,11 +18,11 @@ wit_bindgen::generate!({
 
 pub use exports::mem0_queue::policy::policy::{
     Alert, BreakerDecision, BreakerInput, Decision, EntryState, FailedSummary, Guest, HttpFailure,
-    Identity, Level, Outcome, QueueStats, Rejection,
+    Identity, Level, Operation, Outcome, QueueStats, Rejection,
 };
 
 /// The WIT package version these bindings were generated from.
-pub const WIT_VERSION: &str = "0.1.0";
+pub const WIT_VERSION: &str = "0.2.0";
 
 /// One second, in the milliseconds the contract speaks.
 pub const SECOND_MS: u64 = 1_000;

@@ -10,7 +10,8 @@ use std::path::Path;
 use super::wasm::{self, Loaded};
 use super::{
     BreakerDecision, BreakerInput, Decision, EntryState, FailedSummary, HttpFailure, Level,
-    Outcome, PolicyError, QueueStats, Rejection, Runtime,
+    Operation, Outcome, PolicyError, QueueStats, Rejection, Runtime, SERVER_UNREACHABLE,
+    WitVersion,
 };
 
 /// The outcomes of the scenario, with the label each row shows.
@@ -77,6 +78,15 @@ fn render(rt: &Runtime, loaded: &Loaded) -> Result<String, PolicyError> {
         id.wit_version,
         &loaded.hash[..16]
     );
+    if loaded.wit() != WitVersion::CURRENT {
+        let _ = writeln!(
+            out,
+            "WIT {} is an older contract, still loaded: the policy is not told the operation\n\
+             kind nor how long the server has been unreachable, and the host raises\n\
+             {SERVER_UNREACHABLE} for it (not in the alerts below).",
+            loaded.wit()
+        );
+    }
 
     let _ = writeln!(
         out,
@@ -96,10 +106,10 @@ fn render(rt: &Runtime, loaded: &Loaded) -> Result<String, PolicyError> {
                 runs_failed: 0,
                 age_ms: 60_000,
                 size_bytes: 512,
+                operation: Operation::Add,
             };
             let d = host.call(loaded, 0, |d, s| {
-                d.mem0_queue_policy_policy()
-                    .call_on_failure(s, entry, &outcome, SCENARIO_RANDOM)
+                d.call_on_failure(s, entry, &outcome, SCENARIO_RANDOM)
             })?;
             let cell = match d {
                 Decision::RetryAfterMs(ms) => format!("{:.1}s", ms as f64 / 1000.0),
@@ -120,11 +130,11 @@ fn render(rt: &Runtime, loaded: &Loaded) -> Result<String, PolicyError> {
             total_attempts: runs_failed * 4,
             age_ms: minutes * 60_000 * 2,
             since_last_attempt_ms: minutes * 60_000,
+            operation: Operation::Add,
         })
         .collect();
     let revived = host.call(loaded, failed.len(), |d, s| {
-        d.mem0_queue_policy_policy()
-            .call_on_run_start(s, &failed, SCENARIO_RANDOM)
+        d.call_on_run_start(s, &failed, SCENARIO_RANDOM)
     })?;
     let _ = writeln!(
         out,
@@ -157,9 +167,7 @@ fn render(rt: &Runtime, loaded: &Loaded) -> Result<String, PolicyError> {
             previous_run_tripped: tripped,
             consecutive_failing_runs: u32::from(tripped),
         };
-        let b = host.call(loaded, 0, |d, s| {
-            d.mem0_queue_policy_policy().call_breaker(s, input)
-        })?;
+        let b = host.call(loaded, 0, |d, s| d.call_breaker(s, input))?;
         let _ = writeln!(
             out,
             "  {failures} in a row{} -> {}",
@@ -178,9 +186,7 @@ fn render(rt: &Runtime, loaded: &Loaded) -> Result<String, PolicyError> {
     let _ = writeln!(out, "\nAlerts (pending, failed -> alerts):");
     for (pending, failed) in ALERT_POINTS {
         let stats = scenario_stats(pending, failed);
-        let alerts = host.call(loaded, 0, |d, s| {
-            d.mem0_queue_policy_policy().call_alerts(s, stats)
-        })?;
+        let alerts = host.call(loaded, 0, |d, s| d.call_alerts(s, stats))?;
         let text: Vec<String> = alerts
             .iter()
             .map(|a| {
@@ -216,7 +222,7 @@ impl HostRef<'_> {
         loaded: &Loaded,
         items: usize,
         f: impl FnOnce(
-            &wasm::Decider,
+            &wasm::Instance,
             &mut wasmtime::Store<wasm::Ctx>,
         ) -> wasmtime::Result<Result<R, String>>,
     ) -> Result<R, PolicyError> {
@@ -229,7 +235,7 @@ impl HostRef<'_> {
 
 /// The queue statistics of the fixed scenario: `pending` and `failed`
 /// entries, nothing in flight or dead, the oldest pending and the last
-/// success an hour old.
+/// success an hour old, the server answering.
 pub fn scenario_stats(pending: u64, failed: u64) -> QueueStats {
     QueueStats {
         pending,
@@ -240,5 +246,7 @@ pub fn scenario_stats(pending: u64, failed: u64) -> QueueStats {
         oldest_pending_age_ms: Some(3_600_000),
         last_success_age_ms: Some(3_600_000),
         consecutive_failing_runs: 0,
+        unreachable_runs: 0,
+        unreachable_for_ms: None,
     }
 }

@@ -9,7 +9,11 @@
 //!   embedded default decides instead (and, should even that fail, the same
 //!   default logic compiled natively);
 //! - every returned value is clamped to sane bounds ([`MAX_DELAY_MS`],
-//!   [`MAX_ATTEMPTS_PER_RUN`], bounded alert texts).
+//!   [`MAX_ATTEMPTS_PER_RUN`], bounded alert texts);
+//! - a component of an older WIT version (0.1.0) is called in its own types
+//!   (see `wasm`), and since it is not told how long the Mem0 server has been
+//!   unreachable, the runtime adds the default policy's `server-unreachable`
+//!   alert to its alerts itself ([`Runtime::alerts`]).
 //!
 //! Wasmtime's WASI bindings must not run on a tokio worker thread (they
 //! `block_on` the ambient runtime), so the async side talks to the runtime
@@ -27,8 +31,12 @@ use wasmtime::Store;
 
 pub use wasm::{
     Alert, BreakerDecision, BreakerInput, Decision, EntryState, FailedSummary, HttpFailure,
-    Identity, Level, Outcome, QueueStats, Rejection, WIT_VERSION,
+    Identity, Level, Operation, Outcome, QueueStats, Rejection, WIT_VERSION, WitVersion,
 };
+
+/// The alert of a Mem0 server that has stopped answering (WIT 0.2.0's
+/// unreachable statistics), which the host raises itself for a 0.1.0 policy.
+pub const SERVER_UNREACHABLE: &str = "server-unreachable";
 
 /// The longest delay a policy may ask for: one hour. A longer wait inside one
 /// run holds the worker for nothing; the next run is the better retry.
@@ -189,10 +197,22 @@ impl Runtime {
     fn decide<R>(
         &mut self,
         items: usize,
-        call: impl Fn(&wasm::Decider, &mut Store<wasm::Ctx>) -> wasmtime::Result<Result<R, String>>,
+        call: impl Fn(&wasm::Instance, &mut Store<wasm::Ctx>) -> wasmtime::Result<Result<R, String>>,
         validate: impl Fn(R) -> Result<R, String>,
         native: impl FnOnce() -> R,
     ) -> R {
+        self.decide_by(items, call, validate, native).0
+    }
+
+    /// [`Self::decide`], also saying which WIT version the component that
+    /// answered speaks (none for the native default).
+    fn decide_by<R>(
+        &mut self,
+        items: usize,
+        call: impl Fn(&wasm::Instance, &mut Store<wasm::Ctx>) -> wasmtime::Result<Result<R, String>>,
+        validate: impl Fn(R) -> Result<R, String>,
+        native: impl FnOnce() -> R,
+    ) -> (R, Option<WitVersion>) {
         let attempt = |host: &wasm::Host, loaded: &wasm::Loaded| -> Result<R, PolicyError> {
             host.call(loaded, items, &call)?
                 .map_err(|e| PolicyError::Returned(truncate(&e, MAX_REASON_TEXT)))
@@ -200,15 +220,15 @@ impl Runtime {
         };
         if let Some(user) = &self.user {
             match attempt(&self.host, user) {
-                Ok(r) => return r,
+                Ok(r) => return (r, Some(user.wit())),
                 Err(e) => self.mark_broken(e.to_string()),
             }
         }
         match attempt(&self.host, &self.default) {
-            Ok(r) => r,
+            Ok(r) => (r, Some(self.default.wit())),
             Err(e) => {
                 tracing::error!(error = %e, "the embedded default policy failed; using its native twin");
-                native()
+                (native(), None)
             }
         }
     }
@@ -218,10 +238,7 @@ impl Runtime {
         let attempts = entry.attempts_this_run;
         self.decide(
             0,
-            |d, s| {
-                d.mem0_queue_policy_policy()
-                    .call_on_failure(s, entry, &outcome, random)
-            },
+            |d, s| d.call_on_failure(s, entry, &outcome, random),
             |d| Ok(clamp_decision(d, attempts)),
             || native::on_failure(entry, &outcome, random),
         )
@@ -233,10 +250,7 @@ impl Runtime {
         let known: std::collections::HashSet<&str> = failed.iter().map(|f| f.id.as_str()).collect();
         self.decide(
             failed.len(),
-            |d, s| {
-                d.mem0_queue_policy_policy()
-                    .call_on_run_start(s, failed, random)
-            },
+            |d, s| d.call_on_run_start(s, failed, random),
             |ids| {
                 let mut seen = std::collections::HashSet::new();
                 Ok(ids
@@ -252,7 +266,7 @@ impl Runtime {
     pub fn breaker(&mut self, input: BreakerInput) -> BreakerDecision {
         self.decide(
             0,
-            |d, s| d.mem0_queue_policy_policy().call_breaker(s, input),
+            |d, s| d.call_breaker(s, input),
             |b| {
                 Ok(match b {
                     BreakerDecision::Stop(ms) => BreakerDecision::Stop(ms.min(MAX_DELAY_MS)),
@@ -265,13 +279,29 @@ impl Runtime {
 
     /// The alerts for these statistics, with `policy-broken` first when the
     /// configured policy failed.
+    ///
+    /// A 0.1.0 policy is not given the unreachable statistics, so it cannot
+    /// raise `server-unreachable`: when such a policy answered, the runtime
+    /// adds the embedded default's alert (its native logic, on the same
+    /// statistics) after the policy's CRITICAL alerts, unless the policy
+    /// raised one of that code itself.
     pub fn alerts(&mut self, stats: QueueStats) -> Vec<Alert> {
-        let mut alerts = self.decide(
+        let (mut alerts, by) = self.decide_by(
             0,
-            |d, s| d.mem0_queue_policy_policy().call_alerts(s, stats),
+            |d, s| d.call_alerts(s, stats),
             |a| Ok(clamp_alerts(a)),
             || native::alerts(stats),
         );
+        if by == Some(WitVersion::V0_1_0)
+            && !alerts.iter().any(|a| a.code == SERVER_UNREACHABLE)
+            && let Some(alert) = native::server_unreachable(stats)
+        {
+            let at = alerts
+                .iter()
+                .take_while(|a| a.level == Level::Critical)
+                .count();
+            alerts.insert(at, alert);
+        }
         if let Some(reason) = &self.broken {
             alerts.insert(0, broken_alert(&self.source, reason));
         }

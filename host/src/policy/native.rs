@@ -8,9 +8,19 @@ use mem0_queue_policy_sdk as sdk;
 use sdk::Guest;
 
 use super::wasm::{
-    Alert, BreakerDecision, BreakerInput, Decision, EntryState, FailedSummary, Level, Outcome,
-    QueueStats,
+    Alert, BreakerDecision, BreakerInput, Decision, EntryState, FailedSummary, Level, Operation,
+    Outcome, QueueStats,
 };
+
+/// The host's operation kind in the guest SDK's type.
+pub fn sdk_operation(o: Operation) -> sdk::Operation {
+    match o {
+        Operation::Add => sdk::Operation::Add,
+        Operation::Update => sdk::Operation::Update,
+        Operation::Delete => sdk::Operation::Delete,
+        Operation::DeleteAll => sdk::Operation::DeleteAll,
+    }
+}
 
 /// The host's entry state in the guest SDK's type.
 pub fn sdk_entry(e: EntryState) -> sdk::EntryState {
@@ -20,6 +30,35 @@ pub fn sdk_entry(e: EntryState) -> sdk::EntryState {
         runs_failed: e.runs_failed,
         age_ms: e.age_ms,
         size_bytes: e.size_bytes,
+        operation: sdk_operation(e.operation),
+    }
+}
+
+/// The host's queue statistics in the guest SDK's type.
+pub fn sdk_stats(s: QueueStats) -> sdk::QueueStats {
+    sdk::QueueStats {
+        pending: s.pending,
+        in_flight: s.in_flight,
+        failed: s.failed,
+        dead: s.dead,
+        dead_auth: s.dead_auth,
+        oldest_pending_age_ms: s.oldest_pending_age_ms,
+        last_success_age_ms: s.last_success_age_ms,
+        consecutive_failing_runs: s.consecutive_failing_runs,
+        unreachable_runs: s.unreachable_runs,
+        unreachable_for_ms: s.unreachable_for_ms,
+    }
+}
+
+fn host_alert(a: sdk::Alert) -> Alert {
+    Alert {
+        level: match a.level {
+            sdk::Level::Warning => Level::Warning,
+            sdk::Level::Critical => Level::Critical,
+        },
+        code: a.code,
+        message: a.message,
+        actions: a.actions,
     }
 }
 
@@ -58,6 +97,7 @@ pub fn on_run_start(failed: &[FailedSummary], random: u32) -> Vec<String> {
             total_attempts: f.total_attempts,
             age_ms: f.age_ms,
             since_last_attempt_ms: f.since_last_attempt_ms,
+            operation: sdk_operation(f.operation),
         })
         .collect();
     DefaultPolicy::on_run_start(failed, random).unwrap_or_default()
@@ -76,26 +116,15 @@ pub fn breaker(b: BreakerInput) -> BreakerDecision {
 }
 
 pub fn alerts(s: QueueStats) -> Vec<Alert> {
-    DefaultPolicy::alerts(sdk::QueueStats {
-        pending: s.pending,
-        in_flight: s.in_flight,
-        failed: s.failed,
-        dead: s.dead,
-        dead_auth: s.dead_auth,
-        oldest_pending_age_ms: s.oldest_pending_age_ms,
-        last_success_age_ms: s.last_success_age_ms,
-        consecutive_failing_runs: s.consecutive_failing_runs,
-    })
-    .unwrap_or_default()
-    .into_iter()
-    .map(|a| Alert {
-        level: match a.level {
-            sdk::Level::Warning => Level::Warning,
-            sdk::Level::Critical => Level::Critical,
-        },
-        code: a.code,
-        message: a.message,
-        actions: a.actions,
-    })
-    .collect()
+    DefaultPolicy::alerts(sdk_stats(s))
+        .unwrap_or_default()
+        .into_iter()
+        .map(host_alert)
+        .collect()
+}
+
+/// The default's `server-unreachable` alert alone, if these statistics
+/// raise it: what the runtime adds for a 0.1.0 policy.
+pub fn server_unreachable(s: QueueStats) -> Option<Alert> {
+    mem0_queue_policy_default::server_unreachable(&sdk_stats(s)).map(host_alert)
 }

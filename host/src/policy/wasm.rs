@@ -6,6 +6,11 @@
 //! component sees an empty WASI context: no preopened dirs, no env, no args,
 //! no network, stdio going nowhere (stdout is the MCP channel).
 //!
+//! Every released WIT version has a bindings module here, generated from its
+//! frozen folder (`wit/vX.Y.Z/`), and a [`WitVersion`]. A component is loaded
+//! in the version it exports; the rest of the host speaks the current
+//! version's types, and [`Instance`] converts for an older component.
+//!
 //! This module never decides a fallback; it reports errors to `runtime`.
 
 use std::path::Path;
@@ -17,22 +22,66 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::PolicyError;
 
-wasmtime::component::bindgen!({
-    world: "decider",
-    path: "../wit",
-    additional_derives: [PartialEq, Eq],
-});
+mod v0_1_0;
 
-pub use exports::mem0_queue::policy::policy::{
+/// WIT 0.2.0 (`wit/v0.2.0/`), the current version: the host's own types.
+mod v0_2_0 {
+    wasmtime::component::bindgen!({
+        world: "decider",
+        path: "../wit/v0.2.0",
+        additional_derives: [PartialEq, Eq],
+    });
+}
+
+pub use v0_2_0::exports::mem0_queue::policy::policy::{
     Alert, BreakerDecision, BreakerInput, Decision, EntryState, FailedSummary, HttpFailure,
-    Identity, Level, Outcome, QueueStats, Rejection,
+    Identity, Level, Operation, Outcome, QueueStats, Rejection,
 };
 
-/// The WIT package version this host speaks.
-pub const WIT_VERSION: &str = "0.1.0";
+/// The versions of the `mem0-queue:policy` WIT package this host loads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WitVersion {
+    /// The first release: no operation kind, no unreachable statistics.
+    V0_1_0,
+    /// The current version.
+    V0_2_0,
+}
 
-/// The export a policy must have, with its version.
-pub const POLICY_EXPORT: &str = "mem0-queue:policy/policy@0.1.0";
+impl WitVersion {
+    /// Every version this host loads, oldest first.
+    pub const ALL: [WitVersion; 2] = [WitVersion::V0_1_0, WitVersion::V0_2_0];
+
+    /// The version the host's own types (and the shipped policies) speak.
+    pub const CURRENT: WitVersion = WitVersion::V0_2_0;
+
+    /// "0.1.0", "0.2.0".
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            WitVersion::V0_1_0 => "0.1.0",
+            WitVersion::V0_2_0 => "0.2.0",
+        }
+    }
+
+    /// The interface a component of this version exports.
+    pub const fn export(self) -> &'static str {
+        match self {
+            WitVersion::V0_1_0 => "mem0-queue:policy/policy@0.1.0",
+            WitVersion::V0_2_0 => "mem0-queue:policy/policy@0.2.0",
+        }
+    }
+}
+
+impl std::fmt::Display for WitVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The current WIT package version: the host's types, the shipped policies.
+pub const WIT_VERSION: &str = WitVersion::CURRENT.as_str();
+
+/// The policy interface's name without its version.
+const EXPORT_PREFIX: &str = "mem0-queue:policy/policy@";
 
 /// Fuel for one call. Ten million units is about 10 ms of guest code on this
 /// class of machine: a thousand times what the default policy needs for a
@@ -69,15 +118,99 @@ pub struct Host {
     linker: Linker<Ctx>,
 }
 
+/// An instantiable component, in the bindings of the version it exports.
+enum Pre {
+    V0_1_0(v0_1_0::DeciderPre<Ctx>),
+    V0_2_0(v0_2_0::DeciderPre<Ctx>),
+}
+
 /// A loaded, instantiable policy.
 pub struct Loaded {
-    pre: DeciderPre<Ctx>,
+    pre: Pre,
     /// What the policy says of itself.
     pub identity: Identity,
     /// The SHA-256 of the component's bytes, hex.
     pub hash: String,
     /// Whether it came from the compiled cache.
     pub from_cache: bool,
+}
+
+impl Loaded {
+    /// The WIT version the component exports (and says it targets).
+    pub fn wit(&self) -> WitVersion {
+        match self.pre {
+            Pre::V0_1_0(_) => WitVersion::V0_1_0,
+            Pre::V0_2_0(_) => WitVersion::V0_2_0,
+        }
+    }
+}
+
+/// One instance of a policy, called in the current version's types whatever
+/// version it exports. The methods are named after the generated ones.
+pub struct Instance(Decider);
+
+/// An instance, in the bindings of the version it exports.
+enum Decider {
+    V0_1_0(v0_1_0::Decider),
+    V0_2_0(v0_2_0::Decider),
+}
+
+type Answer<T> = wasmtime::Result<Result<T, String>>;
+
+impl Instance {
+    pub fn call_describe(&self, store: &mut Store<Ctx>) -> wasmtime::Result<Identity> {
+        match &self.0 {
+            Decider::V0_1_0(d) => v0_1_0::describe(d, store),
+            Decider::V0_2_0(d) => d.mem0_queue_policy_policy().call_describe(store),
+        }
+    }
+
+    pub fn call_on_failure(
+        &self,
+        store: &mut Store<Ctx>,
+        entry: EntryState,
+        outcome: &Outcome,
+        random: u32,
+    ) -> Answer<Decision> {
+        match &self.0 {
+            Decider::V0_1_0(d) => v0_1_0::on_failure(d, store, entry, outcome, random),
+            Decider::V0_2_0(d) => d
+                .mem0_queue_policy_policy()
+                .call_on_failure(store, entry, outcome, random),
+        }
+    }
+
+    pub fn call_on_run_start(
+        &self,
+        store: &mut Store<Ctx>,
+        failed: &[FailedSummary],
+        random: u32,
+    ) -> Answer<Vec<String>> {
+        match &self.0 {
+            Decider::V0_1_0(d) => v0_1_0::on_run_start(d, store, failed, random),
+            Decider::V0_2_0(d) => d
+                .mem0_queue_policy_policy()
+                .call_on_run_start(store, failed, random),
+        }
+    }
+
+    pub fn call_breaker(
+        &self,
+        store: &mut Store<Ctx>,
+        input: BreakerInput,
+    ) -> Answer<BreakerDecision> {
+        match &self.0 {
+            Decider::V0_1_0(d) => v0_1_0::breaker(d, store, input),
+            Decider::V0_2_0(d) => d.mem0_queue_policy_policy().call_breaker(store, input),
+        }
+    }
+
+    pub fn call_alerts(&self, store: &mut Store<Ctx>, stats: QueueStats) -> Answer<Vec<Alert>> {
+        match &self.0 {
+            Decider::V0_1_0(d) => v0_1_0::alerts(d, store, stats),
+            Decider::V0_2_0(d) => d.mem0_queue_policy_policy().call_alerts(store, stats),
+        }
+    }
 }
 
 impl Host {
@@ -105,12 +238,16 @@ impl Host {
             Some(dir) => super::cache::load(&self.engine, bytes, &hash, dir)?,
             None => (compile(&self.engine, bytes)?, false),
         };
-        check_version(&self.engine, &component)?;
+        let wit = check_version(&self.engine, &component)?;
         let pre = self
             .linker
             .instantiate_pre(&component)
             .map_err(|e| PolicyError::WrongWorld(format!("{e:#}")))?;
-        let pre = DeciderPre::new(pre).map_err(|e| PolicyError::WrongWorld(format!("{e:#}")))?;
+        let wrong_world = |e: wasmtime::Error| PolicyError::WrongWorld(format!("{e:#}"));
+        let pre = match wit {
+            WitVersion::V0_1_0 => Pre::V0_1_0(v0_1_0::DeciderPre::new(pre).map_err(wrong_world)?),
+            WitVersion::V0_2_0 => Pre::V0_2_0(v0_2_0::DeciderPre::new(pre).map_err(wrong_world)?),
+        };
         let mut loaded = Loaded {
             pre,
             identity: Identity {
@@ -121,13 +258,12 @@ impl Host {
             hash,
             from_cache,
         };
-        let identity = self.call(&loaded, 0, |d, s| {
-            d.mem0_queue_policy_policy().call_describe(s)
-        })?;
-        if identity.wit_version != WIT_VERSION {
+        let identity = self.call(&loaded, 0, |d, s| d.call_describe(s))?;
+        if identity.wit_version != wit.as_str() {
             return Err(PolicyError::Version(format!(
-                "the policy says it targets WIT {}, this host speaks {WIT_VERSION}",
-                identity.wit_version
+                "the policy says it targets WIT {}, but it exports {}",
+                identity.wit_version,
+                wit.export()
             )));
         }
         loaded.identity = identity;
@@ -140,7 +276,7 @@ impl Host {
         &self,
         loaded: &Loaded,
         items: usize,
-        f: impl FnOnce(&Decider, &mut Store<Ctx>) -> wasmtime::Result<R>,
+        f: impl FnOnce(&Instance, &mut Store<Ctx>) -> wasmtime::Result<R>,
     ) -> Result<R, PolicyError> {
         let ctx = Ctx {
             // Empty: no preopens, no env, no args, no network; stdio is a sink.
@@ -158,11 +294,13 @@ impl Host {
         store
             .set_fuel(fuel)
             .map_err(|e| PolicyError::Engine(format!("{e:#}")))?;
-        let decider = loaded
-            .pre
-            .instantiate(&mut store)
-            .map_err(|e| PolicyError::Trap(format!("instantiation: {e:#}")))?;
-        f(&decider, &mut store).map_err(|e| classify_trap(&e))
+        let instance = match &loaded.pre {
+            Pre::V0_1_0(pre) => pre.instantiate(&mut store).map(Decider::V0_1_0),
+            Pre::V0_2_0(pre) => pre.instantiate(&mut store).map(Decider::V0_2_0),
+        }
+        .map(Instance)
+        .map_err(|e| PolicyError::Trap(format!("instantiation: {e:#}")))?;
+        f(&instance, &mut store).map_err(|e| classify_trap(&e))
     }
 }
 
@@ -217,24 +355,28 @@ pub(super) fn compile(engine: &Engine, bytes: &[u8]) -> Result<Component, Policy
     Component::new(engine, bytes).map_err(|e| PolicyError::Invalid(one_line(&format!("{e:#}"))))
 }
 
-/// Rejects a component that does not export this host's version of the
-/// policy interface, naming the version it does export when it has one.
-fn check_version(engine: &Engine, component: &Component) -> Result<(), PolicyError> {
+/// The version of the policy interface a component exports, the newest when
+/// it exports several this host loads. A component exporting only another
+/// version is refused, naming the version it exports and those this host
+/// loads.
+fn check_version(engine: &Engine, component: &Component) -> Result<WitVersion, PolicyError> {
     let ty = component.component_type();
     let exports: Vec<String> = ty.exports(engine).map(|(n, _)| n.to_string()).collect();
-    if exports.iter().any(|n| n == POLICY_EXPORT) {
-        return Ok(());
-    }
-    if let Some(other) = exports
-        .iter()
-        .find(|n| n.starts_with("mem0-queue:policy/policy@"))
+    if let Some(v) = WitVersion::ALL
+        .into_iter()
+        .rev()
+        .find(|v| exports.iter().any(|n| n == v.export()))
     {
+        return Ok(v);
+    }
+    let speaks = WitVersion::ALL.map(WitVersion::export).join(" or ");
+    if let Some(other) = exports.iter().find(|n| n.starts_with(EXPORT_PREFIX)) {
         return Err(PolicyError::Version(format!(
-            "the component exports {other}, this host needs {POLICY_EXPORT}"
+            "the component exports {other}, this host loads {speaks}"
         )));
     }
     Err(PolicyError::WrongWorld(format!(
-        "the component does not export {POLICY_EXPORT} (it exports: {})",
+        "the component does not export {speaks} (it exports: {})",
         if exports.is_empty() {
             "nothing".to_string()
         } else {

@@ -97,6 +97,8 @@ impl Store {
                     total_attempts: r.get(2)?,
                     age_ms: (now_ms - created).max(0) as u64,
                     since_last_attempt_ms: (now_ms - last).max(0) as u64,
+                    // The queue only holds adds yet.
+                    operation: crate::policy::Operation::Add,
                 })
             })?
             .collect::<Result<Vec<_>, _>>()?;

@@ -37,7 +37,7 @@ use tokio::task::JoinSet;
 use crate::clock::Clock;
 use crate::mem0::{AddRequest, AddResult, Client, ConfigProblem, EventState, Failure};
 use crate::policy::{
-    BreakerDecision, BreakerInput, Decision, EntryState, PolicyError, PolicyHandle,
+    BreakerDecision, BreakerInput, Decision, EntryState, Operation, PolicyError, PolicyHandle,
 };
 use crate::store::{Claimed, FailureRecord, SharedStore, StoreError};
 
@@ -601,6 +601,8 @@ impl Worker {
                     runs_failed: c.runs_failed,
                     age_ms: (now - c.created_at).max(0) as u64,
                     size_bytes: c.content.len() as u64,
+                    // The queue only holds adds yet.
+                    operation: Operation::Add,
                 };
                 let Some(outcome) = failure.to_outcome() else {
                     unreachable!("a configuration problem is handled above");
