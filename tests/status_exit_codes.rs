@@ -89,3 +89,53 @@ fn a_garbage_queue_file_is_unknown() {
     assert_eq!(code, Some(3), "{out}");
     assert!(out.contains("UNKNOWN"), "{out}");
 }
+
+/// Regression (issue 12, "status hides trouble"): `status` stayed OK
+/// ("alerts: none") while nothing at all had been reachable for six runs, as
+/// long as fewer than 21 entries waited. Three real `sync` runs against a
+/// server that is down, then the streak is dated back past the default
+/// policy's 10-minute floor: WARNING `server-unreachable` with three entries
+/// (three, so the breaker stops each run at once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_warns_when_the_server_has_been_unreachable_whatever_the_queue_size() {
+    use mem0_queue_testkit::mem0_server::Kind;
+    use mem0_queue_testkit::worker::{server, sync};
+    let home = Sandbox::new(bin!());
+    enqueue(&mut store(&home.data_dir()), 3, "few");
+    let srv = server(Kind::Oss, None, 3).await;
+    let url = srv.url();
+    srv.go_down().await;
+    for _ in 0..3 {
+        let (code, err) = sync(&home, Some(&url), Kind::Oss).await;
+        assert_eq!(code, Some(75), "{err}");
+    }
+    let (code, out) = status(&home);
+    assert_eq!(
+        code,
+        Some(0),
+        "three runs within seconds are a restart, not yet an outage:\n{out}"
+    );
+    assert!(out.contains("the last 3 delivery runs reached nothing"), "{out}");
+
+    let mut s = store(&home.data_dir());
+    let eleven_minutes_ago = mem0_queue::clock::now_ms() - 11 * 60 * 1000;
+    s.meta_set(
+        mem0_queue::store::meta_keys::UNREACHABLE_SINCE,
+        &eleven_minutes_ago.to_string(),
+    )
+    .expect("date the streak back");
+    let (code, out) = status(&home);
+    assert_eq!(code, Some(1), "three entries, server gone for 11 min:\n{out}");
+    assert!(
+        out.contains("WARNING") && out.contains("has not answered for 11 min (3 worker runs"),
+        "{out}"
+    );
+
+    // A run that reaches the server ends the streak.
+    srv.come_back().await;
+    let (code, err) = sync(&home, Some(&url), Kind::Oss).await;
+    assert_eq!(code, Some(0), "{err}");
+    let (code, out) = status(&home);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("alerts: none"), "{out}");
+}

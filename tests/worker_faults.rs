@@ -49,13 +49,8 @@ struct Totals {
     dead_entries: usize,
 }
 
-/// Runs the worker until nothing is left to deliver, at most [`MAX_RUNS`]
-/// times, then checks the end state.
-async fn settle(label: &str, kind: Kind, plan: FaultPlan, seed: u64) -> (Harness, Totals) {
-    settle_with(label, kind, plan, seed, MAX_RUNS, &[]).await
-}
-
-/// [`settle`], allowing runs to stop for these reasons within `max_runs`.
+/// Runs the worker until nothing is left to deliver, at most `max_runs`
+/// times (runs may stop for the `stops` reasons), then checks the end state.
 async fn settle_with(
     label: &str,
     kind: Kind,

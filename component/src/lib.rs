@@ -12,10 +12,12 @@
 //! - permanent rejections (400, 401, 403, 404, 413, 422) go straight to dead,
 //!   and auth rejections raise an alert of their own;
 //! - a server's Retry-After is a floor on the delay;
-//! - the breaker stops a run after 3 connection-level failures in a row, or
-//!   after the first one when the previous run was stopped the same way;
+//! - the breaker stops a run after 3 entries in a row got no answer (refused,
+//!   timed out, a gateway's page), or after the first one when the previous
+//!   run was stopped the same way;
 //! - WARNING `server-unreachable` when the Mem0 server has not answered for 3
-//!   worker runs in a row or for 30 minutes, whatever the queue size.
+//!   worker runs in a row over at least 10 minutes, or for 30 minutes,
+//!   whatever the queue size.
 //!
 //! The entry's `operation` (add, update, delete, delete-all) is not used: every
 //! operation gets the same retries and the same decisions, and a permanent
@@ -53,6 +55,12 @@ pub const WARN_UNREACHABLE_RUNS: u32 = 3;
 /// raised, whatever the number of runs: 30 minutes, three periods of the
 /// seed's 10-minute cron.
 pub const WARN_UNREACHABLE_MS: u64 = 30 * 60 * SECOND_MS;
+
+/// The shortest time over which [`WARN_UNREACHABLE_RUNS`] runs raise the
+/// alert: one cron period. `serve` runs every 30 s and probes a down server
+/// from 30 s on, so three of its runs can pass in two minutes, while a
+/// server restart takes about one; a runs count alone would cry wolf.
+pub const WARN_UNREACHABLE_RUNS_MIN_MS: u64 = 10 * 60 * SECOND_MS;
 
 /// Connection-level failures in a row that stop a run. Three refused or
 /// timed-out connections in a row mean the server is down, not flaky; going
@@ -201,16 +209,16 @@ impl Guest for DefaultPolicy {
 }
 
 /// The WARNING for a server that has stopped answering: from
-/// [`WARN_UNREACHABLE_RUNS`] runs or [`WARN_UNREACHABLE_MS`], whatever the
+/// [`WARN_UNREACHABLE_RUNS`] runs over at least
+/// [`WARN_UNREACHABLE_RUNS_MIN_MS`], or from [`WARN_UNREACHABLE_MS`], whatever the
 /// queue size, so a quiet queue does not hide a dead server. Public: the host
 /// raises it, computed natively, for a policy of WIT 0.1.0, which is not
 /// given the statistics it needs.
 pub fn server_unreachable(stats: &QueueStats) -> Option<Alert> {
     let runs = stats.unreachable_runs;
-    let long = stats
-        .unreachable_for_ms
-        .filter(|&ms| ms >= WARN_UNREACHABLE_MS);
-    if runs < WARN_UNREACHABLE_RUNS && long.is_none() {
+    let for_ms = stats.unreachable_for_ms.unwrap_or(0);
+    let by_runs = runs >= WARN_UNREACHABLE_RUNS && for_ms >= WARN_UNREACHABLE_RUNS_MIN_MS;
+    if !by_runs && for_ms < WARN_UNREACHABLE_MS {
         return None;
     }
     let in_runs = if runs == 1 {

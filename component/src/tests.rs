@@ -228,12 +228,10 @@ fn server_unreachable_from_3_runs_whatever_the_queue_size() {
     );
     assert!(a.actions.iter().any(|s| s == "mem0-queue doctor"));
     assert!(a.actions.iter().any(|s| s.contains("Mem0 server")));
-    let no_clock = &unreachable(3, None)[0];
-    assert!(
-        no_clock.message.contains("for 3 worker runs in a row"),
-        "{}",
-        no_clock.message
-    );
+    // Three of serve's 30 s runs within a server restart: not yet.
+    assert!(unreachable(3, Some(2 * MIN)).is_empty());
+    assert!(unreachable(3, None).is_empty());
+    assert_eq!(unreachable(3, Some(10 * MIN)).len(), 1);
 }
 
 #[test]

@@ -197,9 +197,8 @@ pub fn queue_stats(s: &Stats, now_ms: i64) -> QueueStats {
         oldest_pending_age_ms: age(s.oldest_pending),
         last_success_age_ms: age(s.last_success),
         consecutive_failing_runs: s.consecutive_failing_runs,
-        // Wired by the unreachable tracking (issue 12).
-        unreachable_runs: 0,
-        unreachable_for_ms: None,
+        unreachable_runs: s.unreachable_runs,
+        unreachable_for_ms: age(s.unreachable_since),
     }
 }
 
