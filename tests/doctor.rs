@@ -154,3 +154,69 @@ async fn nothing_installed_and_a_readable_key_each_fail_with_a_fix() {
     assert!(line(&out, "api_key").starts_with("FAIL"), "{out}");
     assert!(line(&out, "api_url").starts_with("WARN"), "{out}");
 }
+
+/// Regression (issue 12): behind a redirect `doctor` said the server
+/// answers; with a wrong prefix it said the memories stay queued while they
+/// died. Now: an `http://` URL answered by `301 https://...` is a FAIL whose
+/// fix is the exact new `api_url`; a login gate's redirect is a FAIL that
+/// names the page; a missing path prefix is a FAIL that names the prefix
+/// that works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_names_the_fix_for_a_redirect_a_login_gate_and_a_wrong_prefix() {
+    use mem0_queue_testkit::proxy::{Proxy, ProxyMode, RedirectTarget};
+    use mem0_queue_testkit::tls::{TestCa, https_redirector, tls_front};
+    let srv = server(Kind::Oss, None, 5).await;
+    let ca = TestCa::new();
+    let front = tls_front(srv.url(), &ca).await;
+    let redirector = https_redirector(&front.url()).await;
+    let home = Sandbox::new(bin!());
+    write_config(
+        &home,
+        &format!(
+            "api_url = \"{}\"\nca_file = \"{}\"\n",
+            redirector.url(),
+            ca.ca_file().display()
+        ),
+        0o600,
+    );
+    let (code, out) = doctor(&home).await;
+    assert_eq!(code, Some(1), "{out}");
+    let l = line(&out, "mem0 server");
+    assert!(l.starts_with("FAIL") && l.contains("301"), "{out}");
+    assert!(
+        out.contains(&format!("set api_url = \"{}\"", front.url())),
+        "the exact new api_url:\n{out}"
+    );
+
+    let gate = Proxy::start(
+        srv.url(),
+        ProxyMode::Redirect {
+            status: 302,
+            to: RedirectTarget::LoginPage,
+        },
+    )
+    .await;
+    write_config(&home, &format!("api_url = \"{}\"\n", gate.url()), 0o600);
+    let (_, out) = doctor(&home).await;
+    let l = line(&out, "mem0 server");
+    assert!(l.starts_with("FAIL") && l.contains("/login"), "{out}");
+    assert!(out.contains("login page"), "{out}");
+
+    let prefixed = Proxy::start(
+        srv.url(),
+        ProxyMode::PathPrefix {
+            prefix: "/mem0".into(),
+        },
+    )
+    .await;
+    let wrong = format!("{}/api", prefixed.url());
+    write_config(&home, &format!("api_url = \"{wrong}\"\n"), 0o600);
+    let (_, out) = doctor(&home).await;
+    let l = line(&out, "mem0 server");
+    assert!(l.starts_with("FAIL") && l.contains("404"), "{out}");
+    assert!(
+        out.contains("memories stay queued, nothing is sent until this is fixed"),
+        "{out}"
+    );
+    let _ = srv;
+}

@@ -139,3 +139,37 @@ async fn status_warns_when_the_server_has_been_unreachable_whatever_the_queue_si
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("alerts: none"), "{out}");
 }
+
+/// Regression (issue 12): behind a login gate's redirect `status` said OK
+/// while every entry was marked delivered with nothing on the server. Now
+/// the `sync` that met the redirect exits 78, and `status` (another process)
+/// is CRITICAL, names the page the requests were sent to, and counts the
+/// memories still waiting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configuration_problem_is_critical_and_names_the_location() {
+    use mem0_queue_testkit::mem0_server::Kind;
+    use mem0_queue_testkit::proxy::{Proxy, ProxyMode, RedirectTarget};
+    use mem0_queue_testkit::worker::{server, sync};
+    let home = Sandbox::new(bin!());
+    enqueue(&mut store(&home.data_dir()), 2, "gated");
+    let srv = server(Kind::Oss, None, 4).await;
+    let gate = Proxy::start(
+        srv.url(),
+        ProxyMode::Redirect {
+            status: 302,
+            to: RedirectTarget::LoginPage,
+        },
+    )
+    .await;
+    let (code, err) = sync(&home, Some(&gate.url()), Kind::Oss).await;
+    assert_eq!(code, Some(78), "{err}");
+    let (code, out) = status(&home);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(
+        out.contains("CRITICAL")
+            && out.contains(&format!("{}/login", gate.url()))
+            && out.contains("2 memories wait"),
+        "{out}"
+    );
+    assert!(srv.stored().is_empty());
+}
