@@ -61,7 +61,7 @@ reliability() {
   export MQ_R1_TRIALS=${MQ_R1_TRIALS:-1000}
   export MQ_R2_SAVES=${MQ_R2_SAVES:-2500}
   export PROPTEST_CASES=${PROPTEST_CASES:-20000}
-  local suites=(reliability_crash reliability_contention worker_faults fuzz_inputs
+  local suites=(reliability_crash reliability_contention worker_faults network_path fuzz_inputs
                 policy_hostile reliability_hostile_policy mcp_bad_input reliability_secrets)
   local log=target/proof-reliability.log
   mkdir -p target
