@@ -264,7 +264,10 @@ async fn a_200_that_is_not_mem0s_answer_is_not_delivered() {
             let r = h.run().await;
             assert_eq!(r.stopped, Some(Stop::Config), "{label} {kind:?}: {r:?}");
             assert!(
-                matches!(r.config_problem, Some(ConfigProblem::NotMem0 { status: 200, .. })),
+                matches!(
+                    r.config_problem,
+                    Some(ConfigProblem::NotMem0 { status: 200, .. })
+                ),
                 "{label} {kind:?}: {r:?}"
             );
             assert_eq!(r.delivered, 0);

@@ -102,7 +102,7 @@ fn a_0_1_0_component_loads_through_the_runtime_and_decides() {
     // server-unreachable, which 0.1.0 cannot raise, is added by the host, in
     // the place and words of the current default policy.
     let mut current = embedded();
-    let alone = unreachable(stats(0, 0), 3, None);
+    let alone = unreachable(stats(0, 0), 3, Some(10 * 60_000));
     assert_eq!(
         codes(&rt.alerts(alone)),
         [(Level::Warning, "server-unreachable")]
@@ -117,7 +117,7 @@ fn a_0_1_0_component_loads_through_the_runtime_and_decides() {
         assert_eq!(rt.alerts(s), current.alerts(s), "{s:?}");
     }
     assert_eq!(
-        codes(&rt.alerts(unreachable(stats(21, 6), 4, None))),
+        codes(&rt.alerts(unreachable(stats(21, 6), 4, Some(12 * 60_000)))),
         [
             (Level::Critical, "failed-backlog"),
             (Level::Warning, "server-unreachable"),

@@ -150,8 +150,8 @@ async fn r7_no_key_and_no_memory_text_in_any_log_or_output_and_private_files() {
     );
     out.add("serve (no url) stderr", s.stop().await);
 
-    // 2. A sync with a wrong key: every add is refused (401), the entries
-    //    go dead with an auth alert.
+    // 2. A sync with a wrong key: every add is refused (401), the run stops
+    //    on a configuration problem, the entries wait, an auth alert.
     out.run("sync wrong key", cmd(&sb, &url, WRONG_KEY, &["sync"]));
     out.run("status wrong key", cmd(&sb, &url, WRONG_KEY, &["status"]));
     out.run(
@@ -163,14 +163,14 @@ async fn r7_no_key_and_no_memory_text_in_any_log_or_output_and_private_files() {
         cmd(&sb, &url, WRONG_KEY, &["list", "--state", "dead"]),
     );
     out.run("doctor wrong key", cmd(&sb, &url, WRONG_KEY, &["doctor"]));
-    let dead = db::rows(&sb.db())
+    let pending = db::rows(&sb.db())
         .values()
-        .filter(|r| r.state == mem0_queue::store::State::Dead)
+        .filter(|r| r.state == mem0_queue::store::State::Pending)
         .count();
-    assert_eq!(dead, 2, "a 401 kills the entries");
+    assert_eq!(pending, 2, "a 401 kills no entry");
 
-    // 3. Back to pending; a sync with the right key through a 500 and a
-    //    connection reset mid-response (error paths log the most).
+    // 3. A sync with the right key through a 500 and a connection reset
+    //    mid-response (error paths log the most).
     out.run("retry --dead", cmd(&sb, &url, KEY, &["retry", "--dead"]));
     srv.set_faults(FaultPlan::script([
         Some(Fault::Status500),

@@ -115,7 +115,10 @@ async fn status_warns_when_the_server_has_been_unreachable_whatever_the_queue_si
         Some(0),
         "three runs within seconds are a restart, not yet an outage:\n{out}"
     );
-    assert!(out.contains("the last 3 delivery runs reached nothing"), "{out}");
+    assert!(
+        out.contains("the last 3 delivery runs reached nothing"),
+        "{out}"
+    );
 
     let mut s = store(&home.data_dir());
     let eleven_minutes_ago = mem0_queue::clock::now_ms() - 11 * 60 * 1000;
@@ -125,7 +128,11 @@ async fn status_warns_when_the_server_has_been_unreachable_whatever_the_queue_si
     )
     .expect("date the streak back");
     let (code, out) = status(&home);
-    assert_eq!(code, Some(1), "three entries, server gone for 11 min:\n{out}");
+    assert_eq!(
+        code,
+        Some(1),
+        "three entries, server gone for 11 min:\n{out}"
+    );
     assert!(
         out.contains("WARNING") && out.contains("has not answered for 11 min (3 worker runs"),
         "{out}"

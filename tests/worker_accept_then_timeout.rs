@@ -96,7 +96,7 @@ async fn a_stored_but_unanswered_add_is_reconciled_before_any_resend() {
                 Kind::Platform => f["metadata"]["mq_id"].as_str().map(str::to_string),
             });
             assert!(
-                mq_id.is_some_and(|m| ids.iter().any(|i| *i == m)),
+                mq_id.is_some_and(|m| ids.contains(&m)),
                 "{kind:?}: the lookup filters by mq_id: {:?}",
                 s.body
             );

@@ -249,6 +249,7 @@ fn server_unreachable_from_30_minutes_whatever_the_runs() {
 fn server_unreachable_sits_between_the_criticals_and_the_backlog() {
     let mut s = stats(23, 7);
     s.unreachable_runs = 4;
+    s.unreachable_for_ms = Some(12 * 60 * SECOND_MS);
     let codes: Vec<_> = DefaultPolicy::alerts(s)
         .expect("ok")
         .into_iter()

@@ -488,7 +488,11 @@ async fn api_retry(Ax(d): Ax<Arc<Dash>>, Json(body): Json<RetryBody>) -> Respons
         .app
         .store
         .run(move |s| {
-            let from = if body.dead { State::Dead } else { State::Failed };
+            let from = if body.dead {
+                State::Dead
+            } else {
+                State::Failed
+            };
             s.retry(&body.ids, from, now)
         })
         .await

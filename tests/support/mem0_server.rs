@@ -955,7 +955,10 @@ fn check_filter_keys(kind: Kind, filters: &Map<String, Value>) -> Result<(), Res
                 ));
             }
             Kind::Oss if key == "metadata" => {
-                return Err(detail(StatusCode::BAD_REQUEST, "Unsupported filter operator"));
+                return Err(detail(
+                    StatusCode::BAD_REQUEST,
+                    "Unsupported filter operator",
+                ));
             }
             _ => {}
         }
@@ -982,10 +985,9 @@ fn matches(m: &StoredMemory, filters: &Map<String, Value>) -> bool {
         "AND" => each(cond, true),
         "OR" => each(cond, false),
         "NOT" => !each(cond, false),
-        "metadata" => cond.as_object().is_some_and(|o| {
-            o.iter()
-                .all(|(k, c)| cond_matches(m.metadata.get(k), c))
-        }),
+        "metadata" => cond
+            .as_object()
+            .is_some_and(|o| o.iter().all(|(k, c)| cond_matches(m.metadata.get(k), c))),
         _ => cond_matches(field_of(m, key).as_ref(), cond),
     })
 }
@@ -1288,10 +1290,13 @@ impl Shared {
             .map_or(default_top_k, |k| k as usize);
         // The self-hosted server's default threshold is 0.1: what scores
         // under it is noise, and a client sending 0 gets that noise too.
-        let threshold = obj.get("threshold").and_then(Value::as_f64).or(match self.kind {
-            Kind::Oss => Some(OSS_SEARCH_THRESHOLD),
-            Kind::Platform => None,
-        });
+        let threshold = obj
+            .get("threshold")
+            .and_then(Value::as_f64)
+            .or(match self.kind {
+                Kind::Oss => Some(OSS_SEARCH_THRESHOLD),
+                Kind::Platform => None,
+            });
         let st = self.lock();
         let mut hits: Vec<(f64, &StoredMemory)> = st
             .memories

@@ -85,10 +85,16 @@ pub struct AddRequest<'a> {
 pub enum Reachability {
     NotConfigured,
     Reachable,
-    AuthRejected { http_status: u16 },
+    AuthRejected {
+        http_status: u16,
+    },
     /// Something answered that is not the Mem0 API as configured.
-    Misconfigured { problem: ConfigProblem },
-    Unreachable { error: String },
+    Misconfigured {
+        problem: ConfigProblem,
+    },
+    Unreachable {
+        error: String,
+    },
 }
 
 /// A remote memory from a search.

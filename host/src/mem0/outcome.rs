@@ -365,8 +365,11 @@ fn body_kind(content_type: Option<&str>, bytes: &[u8]) -> Body {
 /// (the self-hosted server), Django REST's `{"detail"}` or `{"error"}` /
 /// `{"message"}` (the platform).
 fn is_mem0_error(v: &Value) -> bool {
-    v.as_object()
-        .is_some_and(|o| ["detail", "error", "message"].iter().any(|k| o.contains_key(*k)))
+    v.as_object().is_some_and(|o| {
+        ["detail", "error", "message"]
+            .iter()
+            .any(|k| o.contains_key(*k))
+    })
 }
 
 fn what(b: &Body) -> &'static str {
@@ -539,7 +542,9 @@ pub fn classify_transport(e: &reqwest::Error) -> Failure {
 
 /// Every error in a chain, looking inside `io::Error`s (whose `source()`
 /// skips the error they wrap).
-fn chain<'a>(e: &'a (dyn std::error::Error + 'static)) -> Vec<&'a (dyn std::error::Error + 'static)> {
+fn chain<'a>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> Vec<&'a (dyn std::error::Error + 'static)> {
     let mut out = Vec::new();
     let mut next = Some(e);
     while let Some(cur) = next {
@@ -626,22 +631,30 @@ mod tests {
             (JSON, r#"{"status":"ok","items":[{"id":"x"}]}"#),
             (Some("text/plain"), "OK"),
         ] {
-            let f = classify_answer(asked(Expect::Add), answer(200, ct, body)).unwrap_err();
+            let f =
+                classify_answer(asked(Expect::Add), answer(200, ct, body)).expect_err("a failure");
             assert!(
-                matches!(&f, Failure::Config(ConfigProblem::NotMem0 { status: 200, .. })),
+                matches!(
+                    &f,
+                    Failure::Config(ConfigProblem::NotMem0 { status: 200, .. })
+                ),
                 "{body}: {f:?}"
             );
-            assert!(f.maybe_stored(), "a 2xx from an unknown answerer is reconciled");
+            assert!(
+                f.maybe_stored(),
+                "a 2xx from an unknown answerer is reconciled"
+            );
         }
     }
 
     #[test]
     fn gateway_answers_are_unknown_outcomes() {
-        let f = classify_answer(asked(Expect::Add), answer(504, HTML, NGINX_504)).unwrap_err();
+        let f = classify_answer(asked(Expect::Add), answer(504, HTML, NGINX_504))
+            .expect_err("a failure");
         assert!(f.maybe_stored() && f.is_no_answer(), "{f:?}");
         for s in [502, 503] {
             let f = classify_answer(asked(Expect::Add), answer(s, HTML, "<html>bad</html>"))
-                .unwrap_err();
+                .expect_err("a failure");
             assert!(f.maybe_stored() && f.is_no_answer(), "{s}: {f:?}");
         }
         // uvicorn's own 500 (plain text) or a 500 page: the server itself
@@ -650,10 +663,11 @@ mod tests {
             (Some("text/plain"), "Internal Server Error"),
             (HTML, "<html>bad</html>"),
         ] {
-            let f = classify_answer(asked(Expect::Add), answer(500, ct, body)).unwrap_err();
+            let f =
+                classify_answer(asked(Expect::Add), answer(500, ct, body)).expect_err("a failure");
             assert!(f.maybe_stored() && !f.is_no_answer(), "{f:?}");
         }
-        let f = classify_answer(asked(Expect::Add), answer(408, None, "")).unwrap_err();
+        let f = classify_answer(asked(Expect::Add), answer(408, None, "")).expect_err("a failure");
         assert!(f.maybe_stored());
     }
 
@@ -661,9 +675,13 @@ mod tests {
     fn mem0s_own_errors_are_retryable_and_not_stored() {
         let f = classify_answer(
             asked(Expect::Add),
-            answer(502, JSON, r#"{"detail":"x","code":"provider_timeout","request_id":"r"}"#),
+            answer(
+                502,
+                JSON,
+                r#"{"detail":"x","code":"provider_timeout","request_id":"r"}"#,
+            ),
         )
-        .unwrap_err();
+        .expect_err("a failure");
         assert_eq!(
             f,
             Failure::Http {
@@ -675,13 +693,13 @@ mod tests {
         assert!(!f.maybe_stored());
         for s in [500, 503] {
             let f = classify_answer(asked(Expect::Add), answer(s, JSON, r#"{"detail":"boom"}"#))
-                .unwrap_err();
+                .expect_err("a failure");
             assert!(matches!(f, Failure::Http { .. }), "{s}");
         }
         let mut a = answer(429, HTML, "<html>slow down</html>");
         a.retry_after = Some("7");
         assert_eq!(
-            classify_answer(asked(Expect::Add), a).unwrap_err(),
+            classify_answer(asked(Expect::Add), a).expect_err("a failure"),
             Failure::Http {
                 status: 429,
                 retry_after_ms: Some(7_000),
@@ -694,17 +712,20 @@ mod tests {
     fn only_mem0s_rejection_of_the_entry_is_permanent() {
         for s in [400, 409, 422] {
             let f = classify_answer(asked(Expect::Add), answer(s, JSON, r#"{"detail":[]}"#))
-                .unwrap_err();
+                .expect_err("a failure");
             assert_eq!(f, Failure::Permanent { status: s });
         }
         assert_eq!(
-            classify_answer(asked(Expect::Add), answer(413, HTML, "<html>too large</html>"))
-                .unwrap_err(),
+            classify_answer(
+                asked(Expect::Add),
+                answer(413, HTML, "<html>too large</html>")
+            )
+            .expect_err("a failure"),
             Failure::Permanent { status: 413 }
         );
         // nginx's "plain HTTP request was sent to HTTPS port".
         let f = classify_answer(asked(Expect::Add), answer(400, HTML, "<html>400</html>"))
-            .unwrap_err();
+            .expect_err("a failure");
         assert!(matches!(f, Failure::Config(ConfigProblem::NotMem0 { .. })));
     }
 
@@ -715,7 +736,8 @@ mod tests {
             (404, HTML, "<html>404 Not Found</html>"),
             (405, JSON, r#"{"detail":"Method Not Allowed"}"#),
         ] {
-            let f = classify_answer(asked(Expect::Add), answer(s, ct, body)).unwrap_err();
+            let f =
+                classify_answer(asked(Expect::Add), answer(s, ct, body)).expect_err("a failure");
             assert!(
                 matches!(&f, Failure::Config(ConfigProblem::WrongRoute { .. })),
                 "{f:?}"
@@ -726,7 +748,7 @@ mod tests {
             asked(Expect::Add),
             answer(401, JSON, r#"{"detail":"Invalid API key"}"#),
         )
-        .unwrap_err();
+        .expect_err("a failure");
         assert_eq!(
             f,
             Failure::Config(ConfigProblem::AuthRejected { status: 401 })
@@ -734,7 +756,7 @@ mod tests {
         let mut a = answer(301, HTML, "<html>moved</html>");
         a.location = Some("https://vps.example/memories");
         let Failure::Config(p @ ConfigProblem::Redirect { .. }) =
-            classify_answer(asked(Expect::Add), a).unwrap_err()
+            classify_answer(asked(Expect::Add), a).expect_err("a failure")
         else {
             panic!("a redirect");
         };
@@ -753,7 +775,7 @@ mod tests {
             location,
             suggested_api_url,
             ..
-        }) = classify_answer(asked(Expect::Add), a).unwrap_err()
+        }) = classify_answer(asked(Expect::Add), a).expect_err("a failure")
         else {
             panic!("a redirect");
         };

@@ -425,7 +425,11 @@ fn the_upgrade_gives_back_entries_that_died_of_a_configuration_problem() {
         ..LIMITS
     };
     for i in 0..6 {
-        ids.push(s.enqueue(new(&format!("memory {i}")), &limits).expect("q").id);
+        ids.push(
+            s.enqueue(new(&format!("memory {i}")), &limits)
+                .expect("q")
+                .id,
+        );
     }
     let claimed = s.claim("w", 1_000, 60_000, 6).expect("claim");
     assert_eq!(claimed.len(), 6);
@@ -464,7 +468,9 @@ fn the_upgrade_gives_back_entries_that_died_of_a_configuration_problem() {
     let c = s.counts().expect("c");
     assert_eq!((c.pending, c.dead, c.dead_auth), (3, 3, 0));
     assert_eq!(
-        s.meta_get(meta_keys::UPGRADE_REVIVED).expect("meta").as_deref(),
+        s.meta_get(meta_keys::UPGRADE_REVIVED)
+            .expect("meta")
+            .as_deref(),
         Some("3")
     );
     drop(s);

@@ -438,11 +438,14 @@ impl Worker {
         // A run that tried something either reached the server or did not;
         // a run with nothing to do says nothing about it.
         let reached = (report.attempts > 0).then_some(report.reached);
-        let problem = report.config_problem.clone().map(|problem| ConfigProblemRecord {
-            problem,
-            api_url: self.client.base_url().to_string(),
-            at_ms: now,
-        });
+        let problem = report
+            .config_problem
+            .clone()
+            .map(|problem| ConfigProblemRecord {
+                problem,
+                api_url: self.client.base_url().to_string(),
+                at_ms: now,
+            });
         let left = report.remaining > 0;
         let prune_before = self.settings.retention.map(|r| now - r.as_millis() as i64);
         // Whether the configured policy broke in this process, kept for the
