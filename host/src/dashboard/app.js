@@ -245,7 +245,7 @@
       t.dataset.state = 'error';
     } else {
       const r = p.report || {};
-      const why = { breaker: '; stopped: the server is down', shutdown: '; interrupted', max_duration: '; time limit reached' }[r.stopped] || '';
+      const why = { breaker: '; stopped: the server is down', shutdown: '; interrupted', max_duration: '; time limit reached', config: '; stopped: a configuration problem (see the alert)' }[r.stopped] || '';
       t.textContent = `sync done: ${r.delivered ?? ok} delivered, ${r.failed ?? 0} failed, ${r.dead ?? 0} dead, ${r.remaining ?? 0} remaining${why}`;
       t.dataset.state = 'done';
     }
