@@ -10,6 +10,7 @@
 
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
+use super::lifecycle::{CLAIMABLE, Changes, Op};
 use super::{State, Store, StoreError, short_error};
 
 /// An entry claimed for one delivery attempt.
@@ -29,6 +30,19 @@ pub struct Claimed {
     pub needs_reconcile: bool,
     /// The platform event of an add whose processing is unconfirmed.
     pub event_id: Option<String>,
+    /// What the entry does.
+    pub op: Op,
+    /// An add: the memory was deleted here while the add was in flight.
+    pub deleted: bool,
+    /// A change: the Mem0 memory it names, when it was known at queue time.
+    pub remote_target: Option<String>,
+    /// A change: the local memory it changes, when the local copy has it.
+    pub target: Option<String>,
+    /// A change of a local memory: that memory's state and Mem0 ids now
+    /// (None when the memory is gone from the local copy).
+    pub target_now: Option<(State, Vec<String>)>,
+    /// An update: the new text and/or metadata.
+    pub changes: Option<Changes>,
 }
 
 /// What a run start did.
@@ -138,17 +152,20 @@ impl Store {
             .conn()
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let claimed = {
-            let mut select = tx.prepare_cached(
+            let mut select = tx.prepare_cached(&format!(
                 "SELECT id, project, agent_id, run_id, content, metadata, created_at, attempts,
-                        attempts_run, runs_failed, needs_reconcile, event_id
-                   FROM entries
-                  WHERE state = 'pending' AND next_attempt_at <= ?1
+                        attempts_run, runs_failed, needs_reconcile, event_id,
+                        op, deleted_at, remote_target, target, changes
+                   FROM entries e
+                  WHERE state = 'pending' AND next_attempt_at <= ?1 AND {CLAIMABLE}
                   ORDER BY next_attempt_at, seq
-                  LIMIT ?2",
-            )?;
-            let rows = select
+                  LIMIT ?2"
+            ))?;
+            let mut rows = select
                 .query_map(params![now_ms, limit as i64], |r| {
                     let metadata: String = r.get(5)?;
+                    let op: String = r.get(12)?;
+                    let changes: Option<String> = r.get(16)?;
                     Ok(Claimed {
                         id: r.get(0)?,
                         project: r.get(1)?,
@@ -163,9 +180,34 @@ impl Store {
                         runs_failed: r.get(9)?,
                         needs_reconcile: r.get::<_, i64>(10)? != 0,
                         event_id: r.get(11)?,
+                        op: Op::parse(&op).unwrap_or(Op::Add),
+                        deleted: r.get::<_, Option<i64>>(13)?.is_some(),
+                        remote_target: r.get(14)?,
+                        target: r.get(15)?,
+                        target_now: None,
+                        changes: changes
+                            .and_then(|c| serde_json::from_str(&c).ok())
+                            .map(|v| Changes::from_json(&v)),
                     })
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
+            let mut target = tx.prepare_cached(
+                "SELECT state, remote_ids FROM entries WHERE id = ?1 AND op = 'add'",
+            )?;
+            for c in &mut rows {
+                if let Some(t) = &c.target {
+                    c.target_now = target
+                        .query_row([t], |r| {
+                            let state: String = r.get(0)?;
+                            let ids: String = r.get(1)?;
+                            Ok((
+                                State::parse(&state).unwrap_or(State::Pending),
+                                serde_json::from_str(&ids).unwrap_or_default(),
+                            ))
+                        })
+                        .optional()?;
+                }
+            }
             let mut update = tx.prepare_cached(
                 "UPDATE entries SET state = 'in_flight', lease_owner = ?2, lease_until = ?3
                   WHERE id = ?1 AND state = 'pending'",
@@ -216,6 +258,13 @@ impl Store {
                 serde_json::to_string(remote_ids).unwrap_or_else(|_| "[]".into())
             ],
         )?;
+        for r in remote_ids {
+            tx.execute(
+                "INSERT OR IGNORE INTO remote_memories (remote_id, entry_id)
+                 SELECT ?1, id FROM entries WHERE id = ?2 AND op = 'add'",
+                params![r, id],
+            )?;
+        }
         if n > 0 {
             tx.execute(
                 "UPDATE stats SET value = value + 1 WHERE key = 'total_synced'",
@@ -309,17 +358,45 @@ impl Store {
         Ok(())
     }
 
-    /// The earliest `next_attempt_at` of a pending entry, if any.
+    /// The earliest `next_attempt_at` of a pending entry that may be claimed
+    /// (one waiting behind an earlier change of its memory is not due).
     pub fn next_due(&self) -> Result<Option<i64>, StoreError> {
         Ok(self
             .conn
             .query_row(
-                "SELECT min(next_attempt_at) FROM entries WHERE state = 'pending'",
+                &format!(
+                    "SELECT min(next_attempt_at) FROM entries e WHERE state = 'pending' AND {CLAIMABLE}"
+                ),
                 [],
                 |r| r.get(0),
             )
             .optional()?
             .flatten())
+    }
+
+    /// Drops a claimed entry whose work has become moot: a change of a
+    /// memory that never reached Mem0 (its add was rejected or cancelled),
+    /// or an add deleted here while it was in flight that the server does
+    /// not have. Changes queued behind a dropped add go with it.
+    pub fn drop_claimed(&mut self, id: &str, owner: &str) -> Result<bool, StoreError> {
+        let tx = self
+            .conn()
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let n = tx.execute(
+            "DELETE FROM entries WHERE id = ?1 AND state = 'in_flight' AND lease_owner = ?2",
+            params![id, owner],
+        )?;
+        if n > 0 {
+            tx.execute(
+                "DELETE FROM entries WHERE target = ?1 AND op IN ('update', 'delete')
+                   AND state IN ('pending', 'failed')",
+                [id],
+            )?;
+            tx.execute("DELETE FROM graph_observations WHERE entry_id = ?1", [id])?;
+            tx.execute("DELETE FROM graph_relations WHERE entry_id = ?1", [id])?;
+        }
+        tx.commit()?;
+        Ok(n > 0)
     }
 
     /// Records a run's end: `last_sync`, and the failing-run streak.

@@ -15,6 +15,7 @@
 mod delivery;
 pub mod graph;
 mod history;
+pub mod lifecycle;
 mod schema;
 mod shared;
 
@@ -26,6 +27,9 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 pub use delivery::{Claimed, FailureRecord, RunStart};
+pub use lifecycle::{
+    ChangeOutcome, Changes, ForgetOutcome, LocalEntity, LocalMemory, Op, PendingChanges,
+};
 pub use schema::SCHEMA_VERSION;
 pub use shared::SharedStore;
 
@@ -243,6 +247,15 @@ pub struct Stats {
 #[derive(Debug, Clone, Serialize)]
 pub struct EntryView {
     pub id: String,
+    /// What the entry does: a save (`add`) or a change (`update`, `delete`,
+    /// `delete_all`).
+    pub op: Op,
+    /// For a change: the local memory it changes, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// For a change: the Mem0 memory it changes, once known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote_target: Option<String>,
     pub project: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub agent_id: Option<String>,
@@ -417,8 +430,8 @@ impl Store {
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let existing: Option<String> = tx
             .query_row(
-                "SELECT id FROM entries WHERE content_hash = ?1
-                   AND state IN ('pending', 'in_flight', 'failed')",
+                "SELECT id FROM entries WHERE content_hash = ?1 AND op = 'add'
+                   AND deleted_at IS NULL AND state IN ('pending', 'in_flight', 'failed')",
                 [&hash],
                 |r| r.get(0),
             )
@@ -530,7 +543,7 @@ impl Store {
         let limit = limit.clamp(1, RECENT_MAX) as i64;
         let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT {VIEW_COLUMNS}, content FROM entries
-              WHERE (?1 IS NULL OR project = ?1)
+              WHERE op = 'add' AND deleted_at IS NULL AND (?1 IS NULL OR project = ?1)
               ORDER BY seq DESC LIMIT ?2"
         ))?;
         let rows = stmt
@@ -547,7 +560,8 @@ impl Store {
         with_content: bool,
     ) -> Result<Vec<EntryView>, StoreError> {
         let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {VIEW_COLUMNS}, content FROM entries WHERE state = ?1 ORDER BY seq LIMIT ?2"
+            "SELECT {VIEW_COLUMNS}, content FROM entries
+              WHERE state = ?1 AND deleted_at IS NULL ORDER BY seq LIMIT ?2"
         ))?;
         let rows = stmt
             .query_map(params![state.as_str(), limit as i64], |r| {
@@ -643,6 +657,11 @@ impl Store {
             "DELETE FROM entries WHERE state = 'delivered' AND delivered_at < ?1",
             [before_ms],
         )? as u64;
+        tx.execute(
+            "DELETE FROM remote_memories
+              WHERE NOT EXISTS (SELECT 1 FROM entries e WHERE e.id = remote_memories.entry_id)",
+            [],
+        )?;
         tx.commit()?;
         Ok(n)
     }
@@ -781,18 +800,19 @@ impl Store {
         };
         let mut stmt = self.conn.prepare_cached(
             "SELECT e.id, e.project, e.agent_id, e.run_id, e.state, e.created_at, e.attempts,
-                    e.runs_failed, e.last_error, e.dead_reason, e.remote_ids, e.metadata, e.content,
-                    c.rank
+                    e.runs_failed, e.last_error, e.dead_reason, e.remote_ids, e.metadata,
+                    e.op, e.target, e.remote_target, e.content, c.rank
                FROM (SELECT entries_fts.rowid AS seq, bm25(entries_fts) AS rank
                        FROM entries_fts JOIN entries m ON m.seq = entries_fts.rowid
                       WHERE entries_fts MATCH ?1 AND (?2 IS NULL OR m.project = ?2)
+                        AND m.op = 'add' AND m.deleted_at IS NULL
                       ORDER BY entries_fts.rowid DESC LIMIT ?4) AS c
                JOIN entries e ON e.seq = c.seq
               ORDER BY c.rank LIMIT ?3",
         )?;
         let rows = stmt
             .query_map(params![fts, project, limit as i64, candidates], |r| {
-                let rank: f64 = r.get(13)?;
+                let rank: f64 = r.get(16)?;
                 let s = -rank;
                 Ok((
                     view_from_row(r, true)?,
@@ -817,14 +837,18 @@ impl Store {
 pub const SEARCH_CANDIDATES: i64 = 2_000;
 
 const VIEW_COLUMNS: &str = "id, project, agent_id, run_id, state, created_at, attempts, \
-     runs_failed, last_error, dead_reason, remote_ids, metadata";
+     runs_failed, last_error, dead_reason, remote_ids, metadata, op, target, remote_target";
 
 fn view_from_row(r: &rusqlite::Row<'_>, with_content: bool) -> rusqlite::Result<EntryView> {
     let state: String = r.get(4)?;
     let remote: String = r.get(10)?;
     let metadata: String = r.get(11)?;
+    let op: String = r.get(12)?;
     Ok(EntryView {
         id: r.get(0)?,
+        op: Op::parse(&op).unwrap_or(Op::Add),
+        target: r.get(13)?,
+        remote_target: r.get(14)?,
         project: r.get(1)?,
         agent_id: r.get(2)?,
         run_id: r.get(3)?,
@@ -836,7 +860,7 @@ fn view_from_row(r: &rusqlite::Row<'_>, with_content: bool) -> rusqlite::Result<
         dead_reason: r.get(9)?,
         remote_ids: serde_json::from_str(&remote).unwrap_or_default(),
         metadata: serde_json::from_str(&metadata).unwrap_or_default(),
-        content: if with_content { r.get(12)? } else { None },
+        content: if with_content { r.get(15)? } else { None },
     })
 }
 
@@ -896,12 +920,27 @@ fn validate_id(field: &'static str, v: &str) -> Result<(), StoreError> {
 }
 
 fn content_hash(e: &NewEntry) -> String {
+    content_hash_of(
+        &e.project,
+        e.agent_id.as_deref(),
+        e.run_id.as_deref(),
+        &e.content,
+    )
+}
+
+/// The dedup key of a memory: its project, agent, run and text.
+fn content_hash_of(
+    project: &str,
+    agent_id: Option<&str>,
+    run_id: Option<&str>,
+    content: &str,
+) -> String {
     let mut h = Sha256::new();
     for part in [
-        e.project.as_str(),
-        e.agent_id.as_deref().unwrap_or(""),
-        e.run_id.as_deref().unwrap_or(""),
-        e.content.as_str(),
+        project,
+        agent_id.unwrap_or(""),
+        run_id.unwrap_or(""),
+        content,
     ] {
         h.update((part.len() as u64).to_le_bytes());
         h.update(part.as_bytes());

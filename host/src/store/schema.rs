@@ -154,6 +154,59 @@ const MIGRATIONS: &[&str] = &[
     INSERT INTO meta (key, value) VALUES ('upgrade_revived', CAST(changes() AS TEXT))
         ON CONFLICT (key) DO UPDATE SET value = excluded.value;
     "#,
+    // 3 -> 4: the whole memory lifecycle. Every change to a memory is a row
+    // of this same queue (an operation), delivered by the same worker: an
+    // `add` row is also the memory's local copy; `update`, `delete` and
+    // `delete_all` rows are changes to send. See docs/DESIGN.md, "The
+    // memory lifecycle".
+    r#"
+    ALTER TABLE entries ADD COLUMN op TEXT NOT NULL DEFAULT 'add'
+        CHECK (op IN ('add', 'update', 'delete', 'delete_all'));
+    -- update, delete: the local memory (the add's id) it changes, when the
+    -- local copy has it.
+    ALTER TABLE entries ADD COLUMN target TEXT;
+    -- update, delete: the Mem0 memory id it changes, once known.
+    ALTER TABLE entries ADD COLUMN remote_target TEXT;
+    -- add: when the memory was deleted here; hidden from every read since.
+    ALTER TABLE entries ADD COLUMN deleted_at INTEGER;
+    -- update: what it changes, {"text"?, "metadata"?}.
+    ALTER TABLE entries ADD COLUMN changes TEXT
+        CHECK (changes IS NULL OR json_valid(changes));
+
+    -- Dedup covers live memories only: not operations, not a memory
+    -- deleted while its add was in flight.
+    DROP INDEX entries_undelivered_hash;
+    CREATE UNIQUE INDEX entries_undelivered_hash ON entries (content_hash)
+        WHERE op = 'add' AND deleted_at IS NULL AND state IN ('pending', 'in_flight', 'failed');
+    CREATE INDEX entries_target ON entries (target) WHERE target IS NOT NULL;
+    CREATE INDEX entries_remote_target ON entries (remote_target) WHERE remote_target IS NOT NULL;
+    CREATE INDEX entries_ops ON entries (op, state, project) WHERE op != 'add';
+
+    -- The full-text index holds memories only, and follows an edit.
+    DROP TRIGGER entries_fts_insert;
+    DROP TRIGGER entries_fts_delete;
+    CREATE TRIGGER entries_fts_insert AFTER INSERT ON entries WHEN NEW.op = 'add' BEGIN
+        INSERT INTO entries_fts (rowid, content) VALUES (NEW.seq, NEW.content);
+    END;
+    CREATE TRIGGER entries_fts_delete AFTER DELETE ON entries WHEN OLD.op = 'add' BEGIN
+        INSERT INTO entries_fts (entries_fts, rowid, content) VALUES ('delete', OLD.seq, OLD.content);
+    END;
+    CREATE TRIGGER entries_fts_update AFTER UPDATE OF content ON entries WHEN NEW.op = 'add' BEGIN
+        INSERT INTO entries_fts (entries_fts, rowid, content) VALUES ('delete', OLD.seq, OLD.content);
+        INSERT INTO entries_fts (rowid, content) VALUES (NEW.seq, NEW.content);
+    END;
+
+    -- Mem0's ids, each to the local memory it came from: a memory is found
+    -- by either id, and one save may have become several Mem0 memories.
+    CREATE TABLE remote_memories (
+        remote_id TEXT PRIMARY KEY,
+        entry_id  TEXT NOT NULL
+    ) STRICT;
+    CREATE INDEX remote_memories_entry ON remote_memories (entry_id);
+    INSERT OR IGNORE INTO remote_memories (remote_id, entry_id)
+        SELECT j.value, e.id FROM entries e, json_each(e.remote_ids) j
+         WHERE e.state = 'delivered' AND j.type = 'text';
+    "#,
 ];
 
 /// The schema version this build writes.

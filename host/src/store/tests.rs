@@ -478,3 +478,197 @@ fn the_upgrade_gives_back_entries_that_died_of_a_configuration_problem() {
     let s = Store::open(&d.db()).expect("reopen again");
     assert_eq!(s.counts().expect("c").dead, 3);
 }
+
+mod lifecycle {
+    use super::*;
+    use crate::store::{ChangeOutcome, Changes, Op};
+
+    fn limits() -> Limits {
+        Limits {
+            max_queue_len: 1_000,
+            ..LIMITS
+        }
+    }
+
+    fn text(t: &str) -> Changes {
+        Changes {
+            text: Some(t.into()),
+            metadata: None,
+        }
+    }
+
+    fn deliver(s: &mut Store, id: &str, remote: &[&str]) {
+        let c = s.claim("w", 1_000, 60_000, 100).expect("claim");
+        assert!(c.iter().any(|c| c.id == id), "{id} claimable: {c:?}");
+        let ids: Vec<String> = remote.iter().map(|r| r.to_string()).collect();
+        s.record_delivered(id, &ids, 2_000).expect("deliver");
+        for other in c.iter().filter(|c| c.id != id) {
+            s.release(&other.id, "w", false, 0).expect("release");
+        }
+    }
+
+    #[test]
+    fn a_change_to_a_memory_never_sent_is_applied_locally_and_sends_nothing() {
+        let d = TempDir::new();
+        let mut s = Store::open(&d.db()).expect("open");
+        let a = s.enqueue(new("the port is 5432"), &limits()).expect("q").id;
+        let out = s
+            .update_memory(&a, &text("the port is 5433"), "proj", &limits(), 1_500)
+            .expect("update");
+        assert_eq!(out, ChangeOutcome::AppliedLocally { id: a.clone() });
+        let m = s.get_memory(&a).expect("get").expect("there");
+        assert_eq!(m.content, "the port is 5433");
+        // The dedup key follows: the new text dedups, the old one is free.
+        let again = s.enqueue(new("the port is 5433"), &limits()).expect("q");
+        assert!(again.deduplicated && again.id == a);
+        assert_eq!(s.search_local("5433", None, 10).expect("s").len(), 1);
+        assert!(s.search_local("5432", None, 10).expect("s").is_empty());
+        let out = s.delete_memory(&a, "proj", 1_600).expect("delete");
+        assert_eq!(out, ChangeOutcome::AppliedLocally { id: a.clone() });
+        assert!(s.get_memory(&a).expect("get").is_none());
+        assert_eq!(s.counts().expect("c").undelivered(), 0, "nothing to send");
+        assert!(s.search_local("5433", None, 10).expect("s").is_empty());
+    }
+
+    #[test]
+    fn changes_to_a_delivered_memory_are_queued_in_order_against_its_mem0_id() {
+        let d = TempDir::new();
+        let mut s = Store::open(&d.db()).expect("open");
+        let a = s.enqueue(new("likes tea"), &limits()).expect("q").id;
+        deliver(&mut s, &a, &["11111111-1111-4111-8111-111111111111"]);
+        let r = "11111111-1111-4111-8111-111111111111";
+        let up = s
+            .update_memory(&a, &text("likes green tea"), "proj", &limits(), 3_000)
+            .expect("update");
+        let ChangeOutcome::Queued {
+            op_ids,
+            remote_ids,
+            behind_add,
+            ..
+        } = up
+        else {
+            panic!("queued: {up:?}");
+        };
+        assert_eq!(
+            (remote_ids.as_slice(), behind_add),
+            (&[r.to_string()][..], false)
+        );
+        // By its Mem0 id, the same memory; read-your-writes at once.
+        assert_eq!(
+            s.get_memory(r).expect("g").expect("m").content,
+            "likes green tea"
+        );
+        let del = s.delete_memory(r, "proj", 3_100).expect("delete");
+        assert!(matches!(del, ChangeOutcome::Queued { .. }), "{del:?}");
+        assert!(s.get_memory(&a).expect("g").is_none(), "hidden at once");
+        assert!(s.pending_changes().expect("p").deleted.contains(r));
+        // Only the update may go first; the delete waits behind it.
+        let c = s.claim("w", 4_000, 60_000, 10).expect("claim");
+        assert_eq!(c.iter().map(|c| c.op).collect::<Vec<_>>(), [Op::Update]);
+        assert_eq!(c[0].id, op_ids[0]);
+        assert_eq!(c[0].remote_target.as_deref(), Some(r));
+        assert!(s.claim("w", 4_000, 60_000, 10).expect("claim").is_empty());
+        s.record_delivered(&op_ids[0], &[], 4_500).expect("done");
+        let c = s.claim("w", 5_000, 60_000, 10).expect("claim");
+        assert_eq!(c.iter().map(|c| c.op).collect::<Vec<_>>(), [Op::Delete]);
+    }
+
+    #[test]
+    fn a_change_behind_an_add_in_flight_waits_for_it() {
+        let d = TempDir::new();
+        let mut s = Store::open(&d.db()).expect("open");
+        let a = s.enqueue(new("draft"), &limits()).expect("q").id;
+        let c = s.claim("w", 1_000, 60_000, 10).expect("claim");
+        assert_eq!(c.len(), 1);
+        let out = s
+            .update_memory(&a, &text("final"), "proj", &limits(), 1_100)
+            .expect("update");
+        assert!(
+            matches!(
+                out,
+                ChangeOutcome::Queued {
+                    behind_add: true,
+                    ..
+                }
+            ),
+            "{out:?}"
+        );
+        assert!(
+            s.claim("w2", 1_200, 60_000, 10).expect("c").is_empty(),
+            "waits"
+        );
+        assert_eq!(s.next_due().expect("due"), None, "not due while it waits");
+        s.record_delivered(&a, &["22222222-2222-4222-8222-222222222222".into()], 1_300)
+            .expect("deliver");
+        let c = s.claim("w2", 1_400, 60_000, 10).expect("claim");
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].op, Op::Update);
+        assert_eq!(
+            c[0].target_now,
+            Some((
+                State::Delivered,
+                vec!["22222222-2222-4222-8222-222222222222".into()]
+            ))
+        );
+    }
+
+    #[test]
+    fn a_forget_orders_the_project_around_it() {
+        let d = TempDir::new();
+        let mut s = Store::open(&d.db()).expect("open");
+        let sent = s.enqueue(new("old fact"), &limits()).expect("q").id;
+        deliver(&mut s, &sent, &["33333333-3333-4333-8333-333333333333"]);
+        let never = s.enqueue(new("never sent"), &limits()).expect("q").id;
+        let preview = s.forget_preview("proj").expect("preview");
+        assert_eq!((preview.cancelled, preview.on_server), (1, 1));
+        let out = s.forget_project("proj", 5_000).expect("forget");
+        assert!(out.op_id.is_some());
+        assert!(s.get_memory(&sent).expect("g").is_none());
+        assert!(!s.contains(&never).expect("c"), "cancelled");
+        let later = s.enqueue(new("new fact"), &limits()).expect("q").id;
+        // The forget goes first; the later save waits behind it.
+        let c = s.claim("w", 6_000, 60_000, 10).expect("claim");
+        assert_eq!(c.iter().map(|c| c.op).collect::<Vec<_>>(), [Op::DeleteAll]);
+        s.record_delivered(&c[0].id, &[], 6_500).expect("done");
+        let c = s.claim("w", 7_000, 60_000, 10).expect("claim");
+        assert_eq!(
+            c.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
+            [later.as_str()]
+        );
+        assert!(
+            s.pending_changes()
+                .expect("p")
+                .forgotten
+                .contains_key("proj")
+        );
+    }
+
+    #[test]
+    fn bad_changes_are_refused_and_write_nothing() {
+        let d = TempDir::new();
+        let mut s = Store::open(&d.db()).expect("open");
+        let a = s.enqueue(new("x"), &limits()).expect("q").id;
+        let before = s.counts().expect("c");
+        for (id, c) in [
+            (a.as_str(), Changes::default()),
+            (a.as_str(), text("  ")),
+            (a.as_str(), text(&"y".repeat(2_000))),
+            ("not-a-uuid", text("z")),
+            (
+                a.as_str(),
+                Changes {
+                    text: None,
+                    metadata: Some(serde_json::json!([1])),
+                },
+            ),
+        ] {
+            assert!(
+                s.update_memory(id, &c, "proj", &limits(), 1).is_err(),
+                "{id} {c:?}"
+            );
+        }
+        assert!(s.delete_memory("nope", "proj", 1).is_err());
+        assert_eq!(s.counts().expect("c"), before);
+        assert_eq!(s.get_memory(&a).expect("g").expect("m").content, "x");
+    }
+}
