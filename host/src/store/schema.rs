@@ -215,6 +215,11 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 /// Brings the database to [`SCHEMA_VERSION`], one transaction per step.
 /// A database newer than this build is refused rather than misread.
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    migrate_to(conn, SCHEMA_VERSION)
+}
+
+/// Brings the database to `target` (tests build older queues with it).
+pub(crate) fn migrate_to(conn: &mut Connection, target: i64) -> Result<(), StoreError> {
     loop {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
@@ -224,7 +229,7 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
                 supported: SCHEMA_VERSION,
             });
         }
-        if version == SCHEMA_VERSION {
+        if version >= target {
             return Ok(());
         }
         tx.execute_batch(MIGRATIONS[version as usize])?;

@@ -418,46 +418,40 @@ fn a_save_writes_the_graph_in_its_transaction() {
 #[test]
 fn the_upgrade_gives_back_entries_that_died_of_a_configuration_problem() {
     let d = TempDir::new();
-    let mut s = Store::open(&d.db()).expect("open");
-    let mut ids = Vec::new();
-    let limits = Limits {
-        max_queue_len: 100,
-        ..LIMITS
-    };
-    for i in 0..6 {
-        ids.push(
-            s.enqueue(new(&format!("memory {i}")), &limits)
-                .expect("q")
-                .id,
-        );
+    // A queue as schema 2 (the version before the fix) left it.
+    {
+        let mut conn = rusqlite::Connection::open(d.db()).expect("open");
+        schema::migrate_to(&mut conn, 2).expect("schema 2");
+        // What an older version recorded: `Failure::describe` of a permanent
+        // rejection, e.g. "HTTP 404 rejected", "HTTP 401 auth rejected".
+        for (i, error, auth) in [
+            (0, "HTTP 404 rejected", 0),
+            (1, "HTTP 401 auth rejected", 1),
+            (2, "HTTP 405 rejected", 0),
+            (3, "HTTP 422 rejected", 0),
+            (4, "HTTP 413 rejected", 0),
+            (5, "HTTP 400 rejected", 0),
+        ] {
+            conn.execute(
+                "INSERT INTO entries (id, project, content, content_hash, created_at, state,
+                                      attempts, last_error, dead_reason, dead_auth)
+                 VALUES (?1, 'proj', ?2, ?3, 1000, 'dead', 1, ?4, 'rejected', ?5)",
+                rusqlite::params![
+                    format!("0190c0de-0000-7000-8000-00000000000{i}"),
+                    format!("memory {i}"),
+                    format!("hash-{i}"),
+                    error,
+                    auth
+                ],
+            )
+            .expect("insert a dead entry");
+        }
     }
-    let claimed = s.claim("w", 1_000, 60_000, 6).expect("claim");
-    assert_eq!(claimed.len(), 6);
-    // What an older version recorded: `Failure::describe` of a permanent
-    // rejection, e.g. "HTTP 404 rejected", "HTTP 401 auth rejected".
-    for (id, error, auth) in [
-        (&ids[0], "HTTP 404 rejected", false),
-        (&ids[1], "HTTP 401 auth rejected", true),
-        (&ids[2], "HTTP 405 rejected", false),
-        (&ids[3], "HTTP 422 rejected", false),
-        (&ids[4], "HTTP 413 rejected", false),
-        (&ids[5], "HTTP 400 rejected", false),
-    ] {
-        let record = FailureRecord::Dead {
-            reason: "rejected".into(),
-            auth,
-        };
-        s.record_failure(id, "w", &record, error, false, 2_000)
-            .expect("dead");
-    }
-    assert_eq!(s.counts().expect("c").dead, 6);
-    // Back to the schema before the fix, as an existing queue is.
-    s.conn()
-        .execute_batch("PRAGMA user_version = 2; DELETE FROM meta WHERE key = 'upgrade_revived';")
-        .expect("downgrade the version");
-    drop(s);
+    let ids: Vec<String> = (0..6)
+        .map(|i| format!("0190c0de-0000-7000-8000-00000000000{i}"))
+        .collect();
 
-    let s = Store::open(&d.db()).expect("reopen: the upgrade runs");
+    let s = Store::open(&d.db()).expect("open: the upgrade runs");
     let state = |id: &str| s.get(id, false).expect("get").state;
     for id in &ids[..3] {
         assert_eq!(state(id), State::Pending, "{id}");
@@ -468,9 +462,7 @@ fn the_upgrade_gives_back_entries_that_died_of_a_configuration_problem() {
     let c = s.counts().expect("c");
     assert_eq!((c.pending, c.dead, c.dead_auth), (3, 3, 0));
     assert_eq!(
-        s.meta_get(meta_keys::UPGRADE_REVIVED)
-            .expect("meta")
-            .as_deref(),
+        s.meta_get(meta_keys::UPGRADE_REVIVED).expect("meta").as_deref(),
         Some("3")
     );
     drop(s);
