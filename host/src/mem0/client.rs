@@ -104,7 +104,55 @@ pub struct RemoteMemory {
     pub memory: String,
     pub score: Option<f64>,
     pub metadata: Value,
+    /// As the server gives it (RFC 3339), when it does.
+    pub created_at: Option<String>,
+    pub updated_at: Option<String>,
+    pub user_id: Option<String>,
+    pub agent_id: Option<String>,
+    pub run_id: Option<String>,
 }
+
+impl RemoteMemory {
+    /// Reads a memory object of either API; None without an id.
+    pub fn from_json(m: &Value) -> Option<RemoteMemory> {
+        let s = |k: &str| m.get(k).and_then(Value::as_str).map(str::to_string);
+        Some(RemoteMemory {
+            id: s("id")?,
+            memory: s("memory").unwrap_or_default(),
+            score: m.get("score").and_then(Value::as_f64),
+            metadata: m.get("metadata").cloned().unwrap_or(Value::Null),
+            created_at: s("created_at"),
+            updated_at: s("updated_at"),
+            user_id: s("user_id"),
+            agent_id: s("agent_id"),
+            // The platform calls a run a session.
+            run_id: s("run_id").or_else(|| s("session_id")),
+        })
+    }
+
+    /// The local id this memory was saved under, when mem0-queue saved it.
+    pub fn mq_id(&self) -> Option<&str> {
+        self.metadata.get("mq_id").and_then(Value::as_str)
+    }
+}
+
+/// An entity the server knows: a user (a project), an agent or a run.
+#[derive(Debug, Clone, serde::Serialize, PartialEq, Eq)]
+pub struct RemoteEntity {
+    /// "user", "agent", "run" (the platform also has "app").
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub id: String,
+    /// How many memories it has, when the server says.
+    pub memories: Option<u64>,
+}
+
+/// The most memories one listing reads from the server: the self-hosted
+/// server's own `top_k` cap (it has no pagination).
+pub const LIST_MAX: usize = 1_000;
+
+/// The platform's largest page.
+const PLATFORM_PAGE: usize = 200;
 
 /// The client. Cheap to clone (reqwest's client is an `Arc`).
 #[derive(Clone)]
@@ -378,18 +426,225 @@ impl Client {
                 .cloned()
                 .unwrap_or_default(),
         };
-        Ok(items
-            .into_iter()
-            .filter_map(|m| {
-                Some(RemoteMemory {
-                    id: m.get("id")?.as_str()?.to_string(),
-                    memory: m
-                        .get("memory")
+        Ok(items.iter().filter_map(RemoteMemory::from_json).collect())
+    }
+
+    /// The path of one memory.
+    fn memory_path(&self, id: &str) -> String {
+        match self.kind {
+            ApiKind::Oss => format!("/memories/{id}"),
+            ApiKind::Platform => format!("/v1/memories/{id}/"),
+        }
+    }
+
+    /// One memory by its Mem0 id; None when the server does not have it.
+    pub async fn get(&self, id: &str) -> Result<Option<RemoteMemory>, Failure> {
+        match self
+            .send(
+                reqwest::Method::GET,
+                &self.memory_path(id),
+                None,
+                self.search_timeout,
+                Expect::Memory,
+            )
+            .await
+        {
+            Ok(v) => Ok(RemoteMemory::from_json(&v)),
+            Err(Failure::NotFound) => Ok(None),
+            Err(f) => Err(f),
+        }
+    }
+
+    /// Sets a memory's text and/or metadata. The self-hosted server merges
+    /// the metadata it is given; the platform may replace it, so the caller
+    /// sends the whole of it there.
+    pub async fn update(
+        &self,
+        id: &str,
+        text: Option<&str>,
+        metadata: Option<&Value>,
+    ) -> Result<(), Failure> {
+        let mut body = serde_json::Map::new();
+        if let Some(t) = text {
+            body.insert("text".into(), json!(t));
+        }
+        if let Some(m) = metadata {
+            body.insert("metadata".into(), m.clone());
+        }
+        self.send(
+            reqwest::Method::PUT,
+            &self.memory_path(id),
+            Some(&Value::Object(body)),
+            self.add_timeout,
+            Expect::Change,
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Deletes one memory. `Err(Failure::NotFound)` when it is not there.
+    pub async fn delete(&self, id: &str) -> Result<(), Failure> {
+        self.send(
+            reqwest::Method::DELETE,
+            &self.memory_path(id),
+            None,
+            self.add_timeout,
+            Expect::Change,
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Deletes every memory of a project (its `user_id`). Never with `*`:
+    /// the caller validates the project as an id.
+    pub async fn delete_all(&self, project: &str) -> Result<(), Failure> {
+        let q: String = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("user_id", project)
+            .finish();
+        let path = match self.kind {
+            ApiKind::Oss => format!("/memories?{q}"),
+            ApiKind::Platform => format!("/v1/memories/?{q}"),
+        };
+        self.send(
+            reqwest::Method::DELETE,
+            &path,
+            None,
+            self.add_timeout,
+            Expect::DeleteAll,
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// The memories of a project (and agent, run), at most `limit` (capped
+    /// at [`LIST_MAX`]), in the server's order.
+    pub async fn list(
+        &self,
+        project: &str,
+        agent_id: Option<&str>,
+        run_id: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<RemoteMemory>, Failure> {
+        let limit = limit.clamp(1, LIST_MAX);
+        let items = |v: &Value| -> Vec<RemoteMemory> {
+            match v {
+                Value::Array(a) => a.iter().filter_map(RemoteMemory::from_json).collect(),
+                other => other
+                    .get("results")
+                    .and_then(Value::as_array)
+                    .map(|a| a.iter().filter_map(RemoteMemory::from_json).collect())
+                    .unwrap_or_default(),
+            }
+        };
+        match self.kind {
+            ApiKind::Oss => {
+                let mut q = url::form_urlencoded::Serializer::new(String::new());
+                q.append_pair("user_id", project);
+                if let Some(a) = agent_id {
+                    q.append_pair("agent_id", a);
+                }
+                if let Some(r) = run_id {
+                    q.append_pair("run_id", r);
+                }
+                q.append_pair("top_k", &limit.to_string());
+                let v = self
+                    .send(
+                        reqwest::Method::GET,
+                        &format!("/memories?{}", q.finish()),
+                        None,
+                        self.search_timeout,
+                        Expect::List,
+                    )
+                    .await?;
+                Ok(items(&v))
+            }
+            ApiKind::Platform => {
+                let mut and = vec![json!({"user_id": project})];
+                if let Some(a) = agent_id {
+                    and.push(json!({"agent_id": a}));
+                }
+                if let Some(r) = run_id {
+                    and.push(json!({"run_id": r}));
+                }
+                let body = json!({"filters": {"AND": and}});
+                let mut out = Vec::new();
+                let mut page = 1;
+                while out.len() < limit {
+                    let size = PLATFORM_PAGE.min(limit - out.len());
+                    let v = self
+                        .send(
+                            reqwest::Method::POST,
+                            &format!("/v3/memories/?page={page}&page_size={size}"),
+                            Some(&body),
+                            self.search_timeout,
+                            Expect::List,
+                        )
+                        .await?;
+                    let got = items(&v);
+                    let more = v.get("next").is_some_and(|n| !n.is_null()) && !got.is_empty();
+                    out.extend(got);
+                    if !more {
+                        break;
+                    }
+                    page += 1;
+                }
+                out.truncate(limit);
+                Ok(out)
+            }
+        }
+    }
+
+    /// The entities the server knows. An older self-hosted server has no
+    /// entities route: its 404 is an empty answer, not an error.
+    pub async fn entities(&self) -> Result<Vec<RemoteEntity>, Failure> {
+        let path = match self.kind {
+            ApiKind::Oss => "/entities",
+            ApiKind::Platform => "/v1/entities/",
+        };
+        let v = match self
+            .send(
+                reqwest::Method::GET,
+                path,
+                None,
+                self.search_timeout,
+                Expect::AnyJson,
+            )
+            .await
+        {
+            Ok(v) => v,
+            Err(Failure::Config(ConfigProblem::WrongRoute { mem0: true, .. }))
+                if self.kind == ApiKind::Oss =>
+            {
+                return Ok(Vec::new());
+            }
+            Err(f) => return Err(f),
+        };
+        let list = match &v {
+            Value::Array(a) => a.clone(),
+            other => other
+                .get("results")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default(),
+        };
+        Ok(list
+            .iter()
+            .filter_map(|e| {
+                // The platform's `name` is the entity's own id; its `id` is
+                // an internal number.
+                let id = e.get("name").or_else(|| e.get("id")).and_then(|v| {
+                    v.as_str()
+                        .map(str::to_string)
+                        .or_else(|| Some(v.to_string()))
+                })?;
+                Some(RemoteEntity {
+                    kind: e
+                        .get("type")
                         .and_then(Value::as_str)
-                        .unwrap_or_default()
+                        .unwrap_or("user")
                         .to_string(),
-                    score: m.get("score").and_then(Value::as_f64),
-                    metadata: m.get("metadata").cloned().unwrap_or(Value::Null),
+                    id,
+                    memories: e.get("total_memories").and_then(Value::as_u64),
                 })
             })
             .collect())

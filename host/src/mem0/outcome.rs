@@ -59,6 +59,9 @@ pub enum Failure {
     },
     /// Mem0 rejected this request itself; a retry cannot fix it.
     Permanent { status: u16 },
+    /// Mem0 says the memory named in the path does not exist (its own 404
+    /// for a memory id, not a route's 404).
+    NotFound,
     /// What answered is not the Mem0 API as configured. Nothing about this
     /// entry is wrong: it waits, uncharged, until the configuration is fixed.
     Config(ConfigProblem),
@@ -86,6 +89,7 @@ impl Failure {
                 s
             }
             Failure::Permanent { status } => format!("HTTP {status} rejected"),
+            Failure::NotFound => "HTTP 404: the memory does not exist on the server".into(),
             Failure::Config(p) => format!("configuration: {}", p.describe()),
         }
     }
@@ -109,6 +113,10 @@ impl Failure {
             }),
             Failure::Permanent { status } => Outcome::Permanent(Rejection {
                 status: *status,
+                auth: false,
+            }),
+            Failure::NotFound => Outcome::Permanent(Rejection {
+                status: 404,
                 auth: false,
             }),
             Failure::Config(_) => return None,
@@ -137,7 +145,10 @@ impl Failure {
 
     /// True when Mem0 itself answered (its own error JSON).
     pub fn mem0_answered(&self) -> bool {
-        matches!(self, Failure::Http { .. } | Failure::Permanent { .. })
+        matches!(
+            self,
+            Failure::Http { .. } | Failure::Permanent { .. } | Failure::NotFound
+        )
     }
 
     /// A short class name for the worker log.
@@ -149,6 +160,7 @@ impl Failure {
             Failure::Unknown { .. } => "unknown",
             Failure::Http { .. } => "retryable_http",
             Failure::Permanent { .. } => "permanent",
+            Failure::NotFound => "not_found",
             Failure::Config(_) => "configuration",
         }
     }
@@ -315,6 +327,25 @@ pub enum Expect {
     Search,
     /// A probe: any JSON value.
     AnyJson,
+    /// One memory by id: a memory object, or the self-hosted server's
+    /// `null` for a missing one.
+    Memory,
+    /// An update or a delete of one memory: Mem0's `{"message"}`, or the
+    /// platform's updated memory object.
+    Change,
+    /// A delete-all: `{"message"}` (the platform adds an `event_id`).
+    DeleteAll,
+    /// A listing: `{"results": [...]}`, the platform's page of them, or a
+    /// bare list.
+    List,
+}
+
+impl Expect {
+    /// The calls whose path names one memory: there, Mem0's own 404 means
+    /// the memory does not exist.
+    fn names_a_memory(self) -> bool {
+        matches!(self, Expect::Memory | Expect::Change)
+    }
 }
 
 /// One request, for the classification of its answer.
@@ -407,7 +438,28 @@ pub fn shape_ok(expect: Expect, v: &Value) -> bool {
             _ => results(v).is_some_and(|items| items_with(&items, "")),
         },
         Expect::AnyJson => true,
+        Expect::Memory => v.is_null() || v.get("id").and_then(Value::as_str).is_some(),
+        Expect::Change => {
+            v.get("message").and_then(Value::as_str).is_some()
+                || v.get("id").and_then(Value::as_str).is_some()
+        }
+        Expect::DeleteAll => v.get("message").and_then(Value::as_str).is_some(),
+        Expect::List => match v {
+            Value::Array(items) => items_with(items, ""),
+            _ => results(v).is_some_and(|items| items_with(&items, "")),
+        },
     }
+}
+
+/// Mem0's own "this memory does not exist" (the self-hosted server's
+/// "Memory with id ... not found", the platform's "Memory not found!"), as
+/// opposed to a route's 404 (FastAPI's bare "Not Found").
+fn is_memory_not_found(v: &Value) -> bool {
+    ["detail", "error", "message"].iter().any(|k| {
+        v.get(*k)
+            .and_then(Value::as_str)
+            .is_some_and(|t| t != "Not Found" && t.to_ascii_lowercase().contains("not found"))
+    })
 }
 
 /// Classifies an answer. `Ok` holds Mem0's 2xx body, of the expected shape.
@@ -435,7 +487,17 @@ pub fn classify_answer(asked: Asked<'_>, a: Answer<'_>) -> Result<Value, Failure
                 suggested_api_url,
             }))
         }
+        // A delete-all on the self-hosted server needs an admin key: Mem0
+        // refuses this call, not the key (which still adds).
+        403 if mem0_error && asked.expect == Expect::DeleteAll => {
+            Err(Failure::Permanent { status })
+        }
         401 | 403 if mem0_error => Err(Failure::Config(ConfigProblem::AuthRejected { status })),
+        404 if asked.expect.names_a_memory()
+            && matches!(&body, Body::Json(v) if is_memory_not_found(v)) =>
+        {
+            Err(Failure::NotFound)
+        }
         404 | 405 => Err(Failure::Config(ConfigProblem::WrongRoute {
             status,
             path: crate::policy::truncate(asked.path, 200),
@@ -784,6 +846,51 @@ mod tests {
             Some("http://vps.example:8888/oauth2/start?rd=%2Fmemories")
         );
         assert_eq!(suggested_api_url, None, "a login page is no new base");
+    }
+
+    #[test]
+    fn a_missing_memory_is_told_from_a_missing_route() {
+        let on = |expect| Asked {
+            base: BASE,
+            path: "/memories/0190c0de-0000-7000-8000-000000000001",
+            expect,
+        };
+        for body in [
+            r#"{"detail":"Memory with id 0190 not found. Please provide a valid 'memory_id'"}"#,
+            r#"{"error":"Memory not found!"}"#,
+        ] {
+            for e in [Expect::Memory, Expect::Change] {
+                assert_eq!(
+                    classify_answer(on(e), answer(404, JSON, body)).expect_err("404"),
+                    Failure::NotFound
+                );
+            }
+        }
+        // FastAPI's route 404 and a proxy's page are a wrong URL.
+        for (ct, body) in [
+            (JSON, r#"{"detail":"Not Found"}"#),
+            (HTML, "<html>404</html>"),
+        ] {
+            assert!(matches!(
+                classify_answer(on(Expect::Change), answer(404, ct, body)).expect_err("404"),
+                Failure::Config(ConfigProblem::WrongRoute { .. })
+            ));
+        }
+        // The self-hosted get of a missing memory is 200 null.
+        assert!(classify_answer(on(Expect::Memory), answer(200, JSON, "null")).is_ok());
+        let del = classify_answer(
+            on(Expect::DeleteAll),
+            answer(403, JSON, r#"{"detail":"Admin role required."}"#),
+        );
+        assert_eq!(del.expect_err("403"), Failure::Permanent { status: 403 });
+        assert!(
+            classify_answer(
+                on(Expect::Change),
+                answer(200, JSON, r#"{"message":"Memory updated successfully!"}"#)
+            )
+            .is_ok()
+        );
+        assert!(classify_answer(on(Expect::Change), answer(200, HTML, "<p>ok</p>")).is_err());
     }
 
     #[test]

@@ -462,7 +462,9 @@ fn the_upgrade_gives_back_entries_that_died_of_a_configuration_problem() {
     let c = s.counts().expect("c");
     assert_eq!((c.pending, c.dead, c.dead_auth), (3, 3, 0));
     assert_eq!(
-        s.meta_get(meta_keys::UPGRADE_REVIVED).expect("meta").as_deref(),
+        s.meta_get(meta_keys::UPGRADE_REVIVED)
+            .expect("meta")
+            .as_deref(),
         Some("3")
     );
     drop(s);
