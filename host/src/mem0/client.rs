@@ -538,19 +538,22 @@ impl Client {
         };
         match self.kind {
             ApiKind::Oss => {
-                let mut q = url::form_urlencoded::Serializer::new(String::new());
-                q.append_pair("user_id", project);
-                if let Some(a) = agent_id {
-                    q.append_pair("agent_id", a);
-                }
-                if let Some(r) = run_id {
-                    q.append_pair("run_id", r);
-                }
-                q.append_pair("top_k", &limit.to_string());
+                let query = {
+                    let mut q = url::form_urlencoded::Serializer::new(String::new());
+                    q.append_pair("user_id", project);
+                    if let Some(a) = agent_id {
+                        q.append_pair("agent_id", a);
+                    }
+                    if let Some(r) = run_id {
+                        q.append_pair("run_id", r);
+                    }
+                    q.append_pair("top_k", &limit.to_string());
+                    q.finish()
+                };
                 let v = self
                     .send(
                         reqwest::Method::GET,
-                        &format!("/memories?{}", q.finish()),
+                        &format!("/memories?{query}"),
                         None,
                         self.search_timeout,
                         Expect::List,

@@ -98,21 +98,22 @@ impl Store {
         now_ms: i64,
     ) -> Result<Vec<crate::policy::FailedSummary>, StoreError> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT id, runs_failed, attempts, created_at, coalesce(last_attempt_at, created_at)
+            "SELECT id, runs_failed, attempts, created_at, coalesce(last_attempt_at, created_at), op
                FROM entries WHERE state = 'failed' ORDER BY seq",
         )?;
         let rows = stmt
             .query_map([], |r| {
                 let created: i64 = r.get(3)?;
                 let last: i64 = r.get(4)?;
+                let op: String = r.get(5)?;
+                let op = Op::parse(&op).unwrap_or(Op::Add);
                 Ok(crate::policy::FailedSummary {
                     id: r.get(0)?,
                     runs_failed: r.get(1)?,
                     total_attempts: r.get(2)?,
                     age_ms: (now_ms - created).max(0) as u64,
                     since_last_attempt_ms: (now_ms - last).max(0) as u64,
-                    // The queue only holds adds yet.
-                    operation: crate::policy::Operation::Add,
+                    operation: op.into(),
                 })
             })?
             .collect::<Result<Vec<_>, _>>()?;

@@ -54,6 +54,17 @@ impl Op {
     }
 }
 
+impl From<Op> for crate::policy::Operation {
+    fn from(op: Op) -> Self {
+        match op {
+            Op::Add => crate::policy::Operation::Add,
+            Op::Update => crate::policy::Operation::Update,
+            Op::Delete => crate::policy::Operation::Delete,
+            Op::DeleteAll => crate::policy::Operation::DeleteAll,
+        }
+    }
+}
+
 /// The rule that orders the queue, as an SQL condition on a pending row `e`
 /// (shared by the worker's claim and its next-due time):
 /// - an update or a delete waits until its memory's add, and every earlier

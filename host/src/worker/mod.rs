@@ -25,6 +25,7 @@
 //! - Shutdown (SIGTERM, SIGINT, end of `--max-duration`) abandons in-flight
 //!   requests and releases their leases, marked for reconciliation.
 
+mod lifecycle;
 pub mod log;
 
 use std::collections::HashMap;
@@ -37,7 +38,7 @@ use tokio::task::JoinSet;
 use crate::clock::Clock;
 use crate::mem0::{AddRequest, AddResult, Client, ConfigProblem, EventState, Failure};
 use crate::policy::{
-    BreakerDecision, BreakerInput, Decision, EntryState, Operation, PolicyError, PolicyHandle,
+    BreakerDecision, BreakerInput, Decision, EntryState, PolicyError, PolicyHandle,
 };
 use crate::store::{Claimed, FailureRecord, SharedStore, StoreError};
 
@@ -174,6 +175,12 @@ enum Attempt {
     /// The platform has not finished processing; look again later.
     Deferred,
     Failed(Failure),
+    /// Moot: a change of a memory that never reached Mem0, or an add deleted
+    /// here that the server does not have. The entry is dropped.
+    Dropped,
+    /// Dead without asking the policy: the change cannot be made (the
+    /// memory is gone from the server, or which one to change is unknown).
+    Rejected(String),
 }
 
 /// The delivery engine. Its clock, RNG, client and store are parameters.
@@ -576,6 +583,34 @@ impl Worker {
                 report.reached = true;
                 Ok(Signal::Reached)
             }
+            Attempt::Dropped => {
+                let (id, owner) = (c.id.clone(), self.owner.clone());
+                self.store.run(move |s| s.drop_claimed(&id, &owner)).await?;
+                self.log.line(&format!(
+                    "dropped id={} op={} (the memory never reached Mem0: nothing to send)",
+                    c.id,
+                    c.op.as_str()
+                ));
+                Ok(Signal::Reached)
+            }
+            Attempt::Rejected(reason) => {
+                report.dead += 1;
+                report.reached = true;
+                self.log.line(&format!(
+                    "failure id={} op={} class=rejected decision=dead",
+                    c.id,
+                    c.op.as_str()
+                ));
+                let record = FailureRecord::Dead {
+                    reason: reason.clone(),
+                    auth: false,
+                };
+                let (id, owner) = (c.id.clone(), self.owner.clone());
+                self.store
+                    .run(move |s| s.record_failure(&id, &owner, &record, &reason, false, now))
+                    .await?;
+                Ok(Signal::Reached)
+            }
             Attempt::Failed(Failure::Config(problem)) => {
                 // Nothing is wrong with the entry: it goes back uncharged,
                 // due at once for the first run after the fix.
@@ -605,7 +640,7 @@ impl Worker {
                     age_ms: (now - c.created_at).max(0) as u64,
                     size_bytes: c.content.len() as u64,
                     // The queue only holds adds yet.
-                    operation: Operation::Add,
+                    operation: c.op.into(),
                 };
                 let Some(outcome) = failure.to_outcome() else {
                     unreachable!("a configuration problem is handled above");
@@ -739,6 +774,9 @@ async fn attempt_inner(
         metadata: &c.metadata,
         created_at: c.created_at,
     };
+    if c.op != crate::store::Op::Add || c.deleted {
+        return lifecycle::attempt(client, c).await;
+    }
     if let Some(event_id) = &c.event_id {
         return wait_event(client, store, clock, event_wait, &c.id, event_id).await;
     }
