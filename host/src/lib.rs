@@ -19,6 +19,7 @@ pub mod dashboard;
 pub mod graph;
 pub mod mcp;
 pub mod mem0;
+pub mod memories;
 pub mod paths;
 pub mod policy;
 pub mod search;

@@ -105,7 +105,7 @@ pub async fn search(
     let limit = limit.clamp(1, MAX_LIMIT);
     let project_filter = project.clone();
     let q = query.to_string();
-    let (local, projects) = app
+    let (local, projects, pending) = app
         .store
         .run(move |s| {
             let local = s.search_local(&q, project_filter.as_deref(), MAX_LIMIT)?;
@@ -113,7 +113,7 @@ pub async fn search(
                 Some(p) => vec![p],
                 None => s.projects(MAX_PROJECTS)?,
             };
-            Ok((local, projects))
+            Ok((local, projects, s.pending_changes()?))
         })
         .await?;
     let projects = if projects.is_empty() {
@@ -139,9 +139,24 @@ pub async fn search(
     let mut seen_remote: HashSet<String> = HashSet::new();
     let local_only = remote.iter().all(|(_, r)| r.is_err());
     let remote_error = remote.iter().find_map(|(_, r)| r.as_ref().err().cloned());
+    // Read-your-writes: what is deleted or forgotten here is not shown,
+    // and a queued update shows its new text.
+    let mq_ids: Vec<String> = remote
+        .iter()
+        .filter_map(|(_, r)| r.as_ref().ok())
+        .flatten()
+        .filter_map(|m| m.mq_id().map(str::to_string))
+        .collect();
+    let (_, gone) = app.store.run(move |s| s.local_ids(&mq_ids)).await?;
     for (remote_project, found) in remote {
         let Ok(found) = found else { continue };
-        for m in found {
+        for mut m in found {
+            if crate::memories::hidden(&m, &remote_project, &pending, &gone) {
+                continue;
+            }
+            if let Some(t) = pending.updated.get(&m.id).and_then(|c| c.text.clone()) {
+                m.memory = t;
+            }
             let mq = m
                 .metadata
                 .get("mq_id")
