@@ -10,6 +10,8 @@
 //! error reply, never a dead server. This module writes nothing to stdout
 //! itself; stdout is the JSON-RPC channel.
 
+mod memories;
+
 use std::sync::Arc;
 
 use futures::FutureExt;
@@ -206,7 +208,7 @@ impl Mem0QueueServer {
         Self {
             app,
             nudge,
-            tool_router: Self::tool_router(),
+            tool_router: Self::tool_router() + Self::memories_router(),
         }
     }
 
@@ -548,8 +550,11 @@ impl ServerHandler for Mem0QueueServer {
             .with_server_info(Implementation::new("mem0-queue", env!("CARGO_PKG_VERSION")))
             .with_instructions(
                 "mem0-queue saves memories to a local durable queue and delivers them to Mem0 in \
-                 the background. Use mem0_save to remember something, mem0_recent to see what was \
-                 saved lately, and mem0_queue_status when the user asks whether memories reach Mem0.",
+                 the background. Use mem0_save to remember something, mem0_search or mem0_list to \
+                 find memories, mem0_get to read one, mem0_update to correct one, mem0_delete to \
+                 remove one, mem0_forget (with confirm) to remove a whole project, mem0_recent to \
+                 see what was saved lately, and mem0_queue_status when the user asks whether \
+                 memories reach Mem0. Every change is durable at once and works with Mem0 down.",
             )
     }
 }

@@ -207,6 +207,32 @@ async fn ask<T>(
     }
 }
 
+/// For a change by an id the local copy does not know (a memory saved by
+/// another tool): asks the server whether it has it. It does not: the id is
+/// refused. It does: its project is the memory's own. No answer: the change
+/// is queued all the same (it is checked when it is delivered: an update of
+/// a memory that is not there dies with its reason, a delete is done).
+async fn project_for_unknown(
+    app: &App,
+    id: &str,
+    project: Option<String>,
+) -> Result<String, MemoriesError> {
+    let key = id.to_string();
+    let fallback = project
+        .clone()
+        .unwrap_or_else(|| app.config().default_project.clone());
+    if crate::store::lifecycle::validate_memory_id(id).is_err()
+        || app.store.run(move |s| s.knows(&key)).await?
+    {
+        return Ok(fallback);
+    }
+    match ask(app, async |c| c.get(id).await).await {
+        Ok(None) => Err(MemoriesError::NotFound(id.to_string())),
+        Ok(Some(m)) => Ok(project.or(m.user_id).unwrap_or(fallback)),
+        Err(_) => Ok(fallback),
+    }
+}
+
 /// Changes a memory's text and/or metadata, and wakes the worker.
 pub async fn update(
     app: &App,
@@ -215,7 +241,7 @@ pub async fn update(
     project: Option<String>,
 ) -> Result<ChangeOutcome, MemoriesError> {
     let limits = app.limits();
-    let project = project.unwrap_or_else(|| app.config().default_project.clone());
+    let project = project_for_unknown(app, id, project).await?;
     let now = app.clock.now_ms();
     let id = id.to_string();
     let out = app
@@ -232,7 +258,7 @@ pub async fn delete(
     id: &str,
     project: Option<String>,
 ) -> Result<ChangeOutcome, MemoriesError> {
-    let project = project.unwrap_or_else(|| app.config().default_project.clone());
+    let project = project_for_unknown(app, id, project).await?;
     let now = app.clock.now_ms();
     let id = id.to_string();
     let out = app
@@ -416,19 +442,34 @@ pub async fn list(
     let mut rows = Vec::new();
     let mut matched: HashSet<String> = HashSet::new();
     if let Ok(remote) = remote {
+        // A server memory is matched to the local copy by the `mq_id` in its
+        // metadata, or by its Mem0 id (a server that replaced the metadata
+        // on an update from elsewhere lost the `mq_id`).
+        let remote_ids: Vec<String> = remote.iter().map(|m| m.id.clone()).collect();
+        let by_remote = app
+            .store
+            .run(move |s| s.local_for_remote(&remote_ids))
+            .await?;
         let mq_ids: Vec<String> = remote
             .iter()
             .filter_map(|m| m.mq_id().map(str::to_string))
+            .chain(by_remote.values().cloned())
             .collect();
         let (live, gone) = app.store.run(move |s| s.local_ids(&mq_ids)).await?;
         for m in remote {
-            if hidden(&m, project, &pending, &gone) {
+            let mq = m
+                .mq_id()
+                .map(str::to_string)
+                .or_else(|| by_remote.get(&m.id).cloned());
+            if hidden(&m, project, &pending, &gone)
+                || mq.as_ref().is_some_and(|id| gone.contains(id))
+            {
                 continue;
             }
-            let mq = m.mq_id().map(str::to_string);
             let local = mq.as_ref().and_then(|id| live.get(id));
             let mut v = MemoryView::from_remote(m, project, &pending);
             if let Some(l) = local {
+                v.id = Some(l.id.clone());
                 matched.insert(l.id.clone());
                 v.state = l.state;
                 v.edit_queued |= l.edit_queued;

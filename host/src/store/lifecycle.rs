@@ -740,6 +740,35 @@ impl Store {
         Ok((live, gone))
     }
 
+    /// Whether the local copy knows this id: a memory's own id or one of its
+    /// Mem0 ids.
+    pub fn knows(&self, id: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT 1 WHERE EXISTS (SELECT 1 FROM entries WHERE id = ?1 AND op = 'add')
+                    OR EXISTS (SELECT 1 FROM remote_memories WHERE remote_id = ?1)",
+                [id],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+    }
+
+    /// The local memory each of these Mem0 ids came from, when known.
+    pub fn local_for_remote(&self, ids: &[String]) -> Result<HashMap<String, String>, StoreError> {
+        let mut out = HashMap::new();
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT entry_id FROM remote_memories WHERE remote_id = ?1")?;
+        for id in ids {
+            if let Some(e) = stmt.query_row([id], |r| r.get::<_, String>(0)).optional()? {
+                out.insert(id.clone(), e);
+            }
+        }
+        Ok(out)
+    }
+
     /// The changes queued against Mem0 memories and not delivered yet, and
     /// every deletion made here, for showing what the server returns as it
     /// will be once they are delivered.
