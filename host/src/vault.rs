@@ -80,6 +80,8 @@ pub struct ExportReport {
     /// Notes created or updated.
     pub written: usize,
     pub unchanged: usize,
+    /// Notes of ours removed: their memory was deleted.
+    pub removed: usize,
     /// Memories whose note the user took over (`mem0_queue: false`).
     pub kept_as_yours: usize,
     /// Index notes created or updated.
@@ -97,6 +99,12 @@ impl ExportReport {
             self.unchanged,
             self.indexes_written
         );
+        if self.removed > 0 {
+            s.push_str(&format!(
+                "; {} notes removed (their memory was deleted)",
+                self.removed
+            ));
+        }
         if self.kept_as_yours > 0 {
             s.push_str(&format!(
                 "; {} kept as you edited them (mem0_queue: false)",
@@ -113,11 +121,17 @@ impl ExportReport {
     }
 }
 
-/// Every entry, with its text, oldest first.
+/// Every live memory, with its text, oldest first (changes queued for
+/// Mem0 are not memories; deleted memories are not listed).
 pub fn read_entries(store: &Store) -> Result<Vec<EntryView>, StoreError> {
     let mut all = Vec::new();
     for state in State::ALL {
-        all.extend(store.list(state, i64::MAX as usize, true)?);
+        all.extend(
+            store
+                .list(state, i64::MAX as usize, true)?
+                .into_iter()
+                .filter(|e| e.op == crate::store::Op::Add),
+        );
     }
     all.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
     Ok(all)
@@ -126,7 +140,11 @@ pub fn read_entries(store: &Store) -> Result<Vec<EntryView>, StoreError> {
 /// `mem0-queue export --vault DIR`: one full export.
 pub fn export_once(store: &Store, vault: &Path) -> Result<ExportReport, VaultError> {
     let entries = read_entries(store)?;
-    Exporter::new(expand_home(vault)).export(&entries)
+    let gone = store.tombstones()?;
+    let mut ex = Exporter::new(expand_home(vault));
+    let mut report = ex.export(&entries)?;
+    report.removed = ex.remove(&gone)?;
+    Ok(report)
 }
 
 /// `~/x` as `$HOME/x`: a config file's `vault_dir = "~/SecondBrain"` is
@@ -630,6 +648,69 @@ impl Exporter {
         Ok(())
     }
 
+    /// Removes the notes of ours whose memory was deleted, (local id,
+    /// project) each, and rewrites the indexes they were in. A note the user
+    /// took over (`mem0_queue: false`) or changed into something else stays.
+    pub fn remove(&mut self, gone: &[(String, String)]) -> Result<usize, VaultError> {
+        if gone.is_empty() || !self.vault.is_dir() {
+            return Ok(0);
+        }
+        let folders = folders_for(gone.iter().map(|(_, p)| p.as_str()));
+        let mut removed = 0;
+        let mut touched = Vec::new();
+        for (id, project) in gone {
+            let folder = folders
+                .get(project)
+                .cloned()
+                .unwrap_or_else(|| hashed_folder(project));
+            let dir = self.root().join(&folder);
+            if !self.folders.contains_key(&folder) {
+                let scanned = self.scan(&dir)?;
+                self.folders.insert(folder.clone(), scanned);
+            }
+            let Some(path) = self
+                .folders
+                .get(&folder)
+                .and_then(|f| f.ours.get(id).cloned())
+            else {
+                continue;
+            };
+            let ours = std::fs::read_to_string(&path)
+                .ok()
+                .and_then(|t| front_matter(&t))
+                .is_some_and(|fm| {
+                    fm.get("mem0_queue").map(String::as_str) == Some("true")
+                        && fm.get("id").map(String::as_str) == Some(id.as_str())
+                });
+            if !ours {
+                continue;
+            }
+            std::fs::remove_file(&path).map_err(self.werr("cannot remove", &path))?;
+            removed += 1;
+            self.written.remove(&path);
+            if let Some(f) = self.folders.get_mut(&folder) {
+                f.ours.remove(id);
+                f.items.remove(&file_name(&path));
+            }
+            if !touched.contains(&folder) {
+                touched.push(folder);
+            }
+        }
+        for folder in touched {
+            let dir = self.root().join(&folder);
+            let index_path = dir.join(INDEX);
+            let Some(f) = self.folders.get(&folder) else {
+                continue;
+            };
+            let text = render_index(f.project.as_deref().unwrap_or(&folder), &f.items);
+            if self.write_if_ours(&dir, &index_path, &text, false)? == Outcome::Written {
+                let hash: [u8; 32] = Sha256::digest(text.as_bytes()).into();
+                self.written.insert(index_path, hash);
+            }
+        }
+        Ok(removed)
+    }
+
     /// Reads a project folder: which notes are ours, which names are taken.
     fn scan(&self, dir: &Path) -> Result<Folder, VaultError> {
         let mut f = Folder::default();
@@ -826,6 +907,7 @@ impl Exporter {
     }
 }
 
+#[derive(PartialEq, Eq)]
 enum Outcome {
     Written,
     Unchanged,
@@ -884,8 +966,12 @@ fn render_index(project: &str, items: &HashMap<String, IndexItem>) -> String {
 fn fingerprint(s: &Store) -> Result<String, StoreError> {
     let st = s.stats()?;
     Ok(format!(
-        "{:?}/{}/{}/{:?}",
-        st.counts, st.total_queued, st.total_synced, st.last_success
+        "{:?}/{}/{}/{:?}/{}",
+        st.counts,
+        st.total_queued,
+        st.total_synced,
+        st.last_success,
+        s.local_changes()?
     ))
 }
 
@@ -922,10 +1008,15 @@ pub async fn mirror_loop(app: Arc<App>, mut stop: watch::Receiver<bool>) {
                 return Ok(seen);
             }
             let result = read_entries(store)
+                .and_then(|entries| Ok((entries, store.tombstones()?)))
                 .map_err(VaultError::from)
-                .and_then(|entries| exporter.export(&entries));
+                .and_then(|(entries, gone)| {
+                    let mut r = exporter.export(&entries)?;
+                    r.removed = exporter.remove(&gone)?;
+                    Ok(r)
+                });
             match result {
-                Ok(r) if r.written + r.indexes_written > 0 => {
+                Ok(r) if r.written + r.indexes_written + r.removed > 0 => {
                     tracing::info!(written = r.written, "mirrored the queue to the vault");
                 }
                 Ok(_) => {}

@@ -331,6 +331,27 @@ fn insert_op(
     Ok(id)
 }
 
+/// Counts every change made here (meta `local_changes`), so a mirror that
+/// watches the queue sees an edit of a memory that was never sent, which
+/// changes no count.
+fn bump_changes(tx: &Transaction<'_>) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO meta (key, value) VALUES ('local_changes', '1')
+         ON CONFLICT (key) DO UPDATE SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT)",
+        [],
+    )?;
+    Ok(())
+}
+
+/// Records that a memory is gone here (for the vault mirror).
+fn tombstone(tx: &Transaction<'_>, id: &str, project: &str, now_ms: i64) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT OR IGNORE INTO tombstones (entry_id, project, deleted_at) VALUES (?1, ?2, ?3)",
+        params![id, project, now_ms],
+    )?;
+    Ok(())
+}
+
 /// Removes a memory's local traces: its graph observations and relations.
 fn drop_graph(tx: &Transaction<'_>, entry_id: &str) -> Result<(), StoreError> {
     tx.execute(
@@ -473,6 +494,7 @@ impl Store {
                 }
             }
         };
+        bump_changes(&tx)?;
         tx.commit()?;
         Ok(outcome)
     }
@@ -506,11 +528,12 @@ impl Store {
                     State::Pending | State::Failed | State::Dead => {
                         // Never sent: the save is cancelled.
                         drop_graph(&tx, &m.id)?;
+                        tombstone(&tx, &m.id, &m.project, now_ms)?;
                         tx.execute("DELETE FROM entries WHERE id = ?1", [&m.id])?;
                         ChangeOutcome::AppliedLocally { id: m.id.clone() }
                     }
                     State::InFlight => {
-                        mark_deleted(&tx, &m.id, now_ms)?;
+                        mark_deleted(&tx, &m.id, &m.project, now_ms)?;
                         let op = insert_op(
                             &tx,
                             Op::Delete,
@@ -554,7 +577,7 @@ impl Store {
                             |r| r.get(0),
                         )?;
                         if left == 0 {
-                            mark_deleted(&tx, &m.id, now_ms)?;
+                            mark_deleted(&tx, &m.id, &m.project, now_ms)?;
                         }
                         if ops.is_empty() {
                             ChangeOutcome::AppliedLocally { id: m.id.clone() }
@@ -570,6 +593,7 @@ impl Store {
                 }
             }
         };
+        bump_changes(&tx)?;
         tx.commit()?;
         Ok(outcome)
     }
@@ -622,7 +646,9 @@ impl Store {
             .collect::<Result<_, _>>()?;
         for id in &doomed {
             drop_graph(&tx, id)?;
+            tombstone(&tx, id, project, now_ms)?;
         }
+        bump_changes(&tx)?;
         tx.execute(
             "DELETE FROM entries WHERE op IN ('update', 'delete') AND project = ?1
                AND state IN ('pending', 'failed')",
@@ -821,6 +847,26 @@ impl Store {
         Ok(out)
     }
 
+    /// The memories deleted here, as (local id, project): their vault notes
+    /// go.
+    pub fn tombstones(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT entry_id, project FROM tombstones ORDER BY deleted_at")?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// How many changes were made here (the meta `local_changes` counter).
+    pub fn local_changes(&self) -> Result<u64, StoreError> {
+        Ok(self
+            .meta_get("local_changes")?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0))
+    }
+
     /// The `seq` of a local memory, for ordering it against a forget.
     pub fn seq_of(&self, id: &str) -> Result<Option<i64>, StoreError> {
         Ok(self
@@ -857,11 +903,17 @@ impl Store {
     }
 }
 
-fn mark_deleted(tx: &Transaction<'_>, id: &str, now_ms: i64) -> Result<(), StoreError> {
+fn mark_deleted(
+    tx: &Transaction<'_>,
+    id: &str,
+    project: &str,
+    now_ms: i64,
+) -> Result<(), StoreError> {
     tx.execute(
         "UPDATE entries SET deleted_at = ?2 WHERE id = ?1 AND deleted_at IS NULL",
         params![id, now_ms],
     )?;
+    tombstone(tx, id, project, now_ms)?;
     drop_graph(tx, id)
 }
 
@@ -906,6 +958,7 @@ fn rewrite_local(
         "UPDATE entries SET content = ?2, content_hash = ?3, metadata = ?4 WHERE id = ?1",
         params![m.id, content, hash, metadata.to_string()],
     )?;
+    bump_changes(tx)?;
     drop_graph(tx, &m.id)?;
     graph::write_save(tx, &m.id, &m.project, &content, m.created_at, &input)?;
     Ok(())

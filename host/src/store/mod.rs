@@ -662,6 +662,7 @@ impl Store {
               WHERE NOT EXISTS (SELECT 1 FROM entries e WHERE e.id = remote_memories.entry_id)",
             [],
         )?;
+        tx.execute("DELETE FROM tombstones WHERE deleted_at < ?1", [before_ms])?;
         tx.commit()?;
         Ok(n)
     }

@@ -206,6 +206,15 @@ const MIGRATIONS: &[&str] = &[
     INSERT OR IGNORE INTO remote_memories (remote_id, entry_id)
         SELECT j.value, e.id FROM entries e, json_each(e.remote_ids) j
          WHERE e.state = 'delivered' AND j.type = 'text';
+
+    -- Every memory deleted here (cancelled, deleted or forgotten), so the
+    -- vault mirror removes its note, and a memory pruned by retention (still
+    -- on the server) is never taken for a deleted one.
+    CREATE TABLE tombstones (
+        entry_id   TEXT PRIMARY KEY,
+        project    TEXT NOT NULL,
+        deleted_at INTEGER NOT NULL
+    ) STRICT;
     "#,
 ];
 
