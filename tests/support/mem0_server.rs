@@ -185,7 +185,7 @@ pub enum Fault {
     /// 401, as for a wrong key.
     Unauthorized,
     /// 422 with FastAPI's validation error: the server rejects this request
-    /// itself. Stores nothing.
+    /// itself. Does nothing (no write).
     Status422,
 }
 
@@ -232,11 +232,12 @@ pub struct FaultPlan {
     /// Platform events.
     pub events: EventPlan,
     /// Platform only: after a delete-all (`DELETE /v1/memories/?...`) or an
-    /// entity delete (`DELETE /v2/entities/...`), this many following list,
-    /// search and get requests still see the deleted memories, as the
-    /// platform deletes them in the background. The deletion itself (the
+    /// entity delete (`DELETE /v2/entities/...`), this many following
+    /// answered list (v3, v2, legacy), search and get requests still see the
+    /// deleted memories, as the platform deletes them in the background; a
+    /// read an error fault answered does not count. The deletion itself (the
     /// store, [`Mem0Server::live`], the mutation log, update and delete of
-    /// those ids) is immediate. 0 (default) = no lag.
+    /// those ids, entities, history) is immediate. 0 (default) = no lag.
     pub delete_all_lag: u32,
     /// Oss only, when the server has an `api_key`: a second accepted key
     /// (`X-API-Key` or `Bearer`) held by a non-admin user. With it, a list
@@ -271,7 +272,8 @@ impl FaultPlan {
         }
     }
 
-    /// A plan that rolls `mix` for every add.
+    /// A plan that rolls `mix` for every faultable request (adds, unless
+    /// [`FaultPlan::in_scope`] widens it).
     pub fn mix(mix: impl IntoIterator<Item = (Fault, f64)>) -> Self {
         FaultPlan {
             mix: mix.into_iter().collect(),
@@ -405,7 +407,9 @@ impl Mem0Server {
         self.shared.kind
     }
 
-    /// Replaces the fault plan; restarts its script and reseeds its random numbers.
+    /// Replaces the fault plan (its `delete_all_lag` and `non_admin_key`
+    /// too); restarts its script and reseeds its random numbers. Lag windows
+    /// already open keep running.
     pub fn set_faults(&self, plan: FaultPlan) {
         let mut st = self.shared.lock();
         st.script = plan.script.iter().cloned().collect();
