@@ -362,7 +362,9 @@ mod tests {
             .send()
             .await
             .expect("followed to the front");
-        assert_eq!(resp.status(), 400);
+        // The self-hosted server answers a list without an entity with
+        // every memory (200), which a following client takes for success.
+        assert_eq!(resp.status(), 200);
         let last = s
             .requests()
             .pop()
