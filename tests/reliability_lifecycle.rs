@@ -62,6 +62,11 @@ const KILL_WINDOW_MS: u64 = 700;
 /// The most clean syncs the final drain may take.
 const DRAIN_RUNS: usize = 20;
 
+/// A client pauses 0 to this many ms between operations: a debug `sync`
+/// takes about 100 ms to start, so a program of 30 operations spans a
+/// handful of syncs.
+const PAUSE_MS: u64 = 100;
+
 /// The seed unless `MQ_R8_SEED` gives one (printed).
 const DEFAULT_SEED: u64 = 0x5238_6c69_6665_6379;
 
@@ -103,6 +108,9 @@ async fn client(
     let mut live: Vec<String> = Vec::new();
     let mut c = Counts::default();
     for n in 0..ops {
+        // A short, random pause between operations, so that syncs (and
+        // their kills) land between and among them, not after them all.
+        tokio::time::sleep(Duration::from_millis(rng.u64(0..=PAUSE_MS))).await;
         let roll = rng.u32(0..100);
         let text = format!("h{history} c{idx} op{n}: fact {}", rng.u32(..));
         if live.is_empty() || roll < 40 {
@@ -196,13 +204,19 @@ impl Verdict {
 }
 
 /// Compares the server's end state and its write log with the model.
-fn check(srv: &mem0_queue_testkit::mem0_server::Mem0Server, model: &HashMap<String, Model>) -> Verdict {
+fn check(
+    srv: &mem0_queue_testkit::mem0_server::Mem0Server,
+    model: &HashMap<String, Model>,
+) -> Verdict {
     let mut v = Verdict::default();
     let live = srv.live();
     let mut alive: HashMap<String, Vec<String>> = HashMap::new();
     for m in &live {
         if let Some(mq) = m.metadata.get("mq_id").and_then(|x| x.as_str()) {
-            alive.entry(mq.to_string()).or_default().push(m.memory.clone());
+            alive
+                .entry(mq.to_string())
+                .or_default()
+                .push(m.memory.clone());
         }
     }
     let stored = srv.count_by_mq_id();
@@ -212,6 +226,16 @@ fn check(srv: &mem0_queue_testkit::mem0_server::Mem0Server, model: &HashMap<Stri
             if !here.is_empty() {
                 v.resurrected += 1;
                 eprintln!("R8: {id} deleted in the model, alive on the server: {here:?}");
+                for w in srv
+                    .mutations()
+                    .iter()
+                    .filter(|w| w.mq_id.as_deref() == Some(id))
+                {
+                    eprintln!(
+                        "R8:   server write {:?} {:?} {:?}",
+                        w.kind, w.memory_id, w.text
+                    );
+                }
             }
         } else {
             match here.as_slice() {
@@ -308,14 +332,20 @@ async fn history(h: usize, kind: Kind, ops: usize, seed: u64) -> (usize, Counts,
         .enumerate()
         .map(|(i, s)| tokio::spawn(client(s, i, h, ops, seed ^ (i as u64 + 1))))
         .collect();
-    // Deliver while the clients run: syncs, half of them killed.
+    // Deliver while the clients run: two loops of syncs, half of them
+    // killed, so two workers also contend for the same operations.
     let url = srv.url();
-    let mut rng = fastrand::Rng::with_seed(seed);
-    let mut kills = 0;
-    let mut syncs = 0;
-    while clients.iter().any(|c| !c.is_finished()) {
-        kills += sync_once(&sb, &url, kind, &mut rng).await as usize;
-        syncs += 1;
+    let running = || clients.iter().any(|c| !c.is_finished());
+    let (mut kills, mut syncs) = (0, 0);
+    let mut rngs = [
+        fastrand::Rng::with_seed(seed),
+        fastrand::Rng::with_seed(seed ^ 0xa5a5),
+    ];
+    while running() {
+        let [a, b] = &mut rngs;
+        let (ka, kb) = tokio::join!(sync_once(&sb, &url, kind, a), sync_once(&sb, &url, kind, b));
+        kills += ka as usize + kb as usize;
+        syncs += 2;
     }
     let mut model = HashMap::new();
     let mut counts = Counts::default();
@@ -346,11 +376,52 @@ async fn history(h: usize, kind: Kind, ops: usize, seed: u64) -> (usize, Counts,
     assert!(drained, "{kind:?}: drained within {DRAIN_RUNS} runs");
     let counts_db = db::counts(&sb.db());
     assert_eq!(
-        (counts_db.pending, counts_db.in_flight, counts_db.failed, counts_db.dead),
+        (
+            counts_db.pending,
+            counts_db.in_flight,
+            counts_db.failed,
+            counts_db.dead
+        ),
         (0, 0, 0, 0),
         "{kind:?}: every operation settled"
     );
     let v = check(&srv, &model);
+    if !v.ok() {
+        let conn = db::connect(&sb.db());
+        let mut stmt = conn
+            .prepare("SELECT seq, id, op, state, target, remote_target, deleted_at, needs_reconcile, last_error, project FROM entries ORDER BY seq")
+            .expect("prepare");
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(format!(
+                    "{} {} {} {} t={:?} rt={:?} del={:?} rec={} err={:?} p={}",
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, Option<String>>(4)?,
+                    r.get::<_, Option<String>>(5)?,
+                    r.get::<_, Option<i64>>(6)?,
+                    r.get::<_, i64>(7)?,
+                    r.get::<_, Option<String>>(8)?,
+                    r.get::<_, String>(9)?,
+                ))
+            })
+            .expect("rows");
+        for r in rows {
+            eprintln!("R8 queue: {}", r.expect("row"));
+        }
+        for w in srv.mutations() {
+            eprintln!(
+                "R8 write: {:?} {:?} mq={:?} {:?} {:?}",
+                w.kind, w.memory_id, w.mq_id, w.text, w.entity
+            );
+        }
+        eprintln!(
+            "R8 log:\n{}",
+            std::fs::read_to_string(sb.data_dir().join("mem0_worker.log")).unwrap_or_default()
+        );
+    }
     let total = counts.adds + counts.updates + counts.deletes + counts.forgets;
     println!(
         "R8 lifecycle {} history {h}: clients={CLIENTS} operations={total} (adds={}, updates={}, deletes={}, forgets={}), syncs={syncs} (killed={kills}), server writes={}, drain {:.1}s; memories={} lost={} duplicated={} resurrected={} wrong_text={} unexpected={} out_of_order={}",
@@ -381,7 +452,11 @@ async fn r8_random_histories_end_where_a_sequential_model_says() {
     let mut total_ops = 0;
     let mut kills = 0;
     for h in 0..histories {
-        let kind = if h % 2 == 0 { Kind::Oss } else { Kind::Platform };
+        let kind = if h % 2 == 0 {
+            Kind::Oss
+        } else {
+            Kind::Platform
+        };
         let (n, _, _, k) = history(h, kind, ops, seed.wrapping_add(h as u64)).await;
         total_ops += n;
         kills += k;

@@ -154,7 +154,8 @@ impl Store {
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let claimed = {
             let mut select = tx.prepare_cached(&format!(
-                "SELECT id, project, agent_id, run_id, content, metadata, created_at, attempts,
+                "SELECT id, project, agent_id, run_id, coalesce(sent_text, content),
+                        coalesce(sent_metadata, metadata), created_at, attempts,
                         attempts_run, runs_failed, needs_reconcile, event_id,
                         op, deleted_at, remote_target, target, changes
                    FROM entries e
@@ -209,8 +210,11 @@ impl Store {
                         .optional()?;
                 }
             }
+            // An add's first attempt fixes what it sends (see `sent_text`).
             let mut update = tx.prepare_cached(
-                "UPDATE entries SET state = 'in_flight', lease_owner = ?2, lease_until = ?3
+                "UPDATE entries SET state = 'in_flight', lease_owner = ?2, lease_until = ?3,
+                        sent_text = CASE WHEN op = 'add' THEN coalesce(sent_text, content) END,
+                        sent_metadata = CASE WHEN op = 'add' THEN coalesce(sent_metadata, metadata) END
                   WHERE id = ?1 AND state = 'pending'",
             )?;
             let until = now_ms.saturating_add(lease_ms as i64);

@@ -90,6 +90,11 @@ pub const CLAIMABLE: &str = "
          WHERE b.project = e.project AND b.seq < e.seq
            AND b.state IN ('pending', 'in_flight', 'failed')))";
 
+/// An add that never reached Mem0: not delivered, not in flight, and no
+/// earlier attempt may have stored it.
+const NEVER_SENT: &str =
+    "state IN ('pending', 'failed', 'dead') AND needs_reconcile = 0 AND event_id IS NULL";
+
 /// New text and/or metadata for a memory.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Changes {
@@ -206,11 +211,14 @@ pub struct LocalEntity {
 
 /// The columns of a memory (an add row) that the lifecycle reads.
 const MEMORY_COLUMNS: &str = "id, project, agent_id, run_id, content, metadata, created_at, state, \
-     remote_ids, last_error, dead_reason, deleted_at";
+     remote_ids, last_error, dead_reason, deleted_at, (needs_reconcile = 1 OR event_id IS NOT NULL)";
 
 struct MemoryRow {
     m: LocalMemory,
     deleted: bool,
+    /// An earlier attempt of the add may have stored it (an unknown
+    /// outcome, a platform event not confirmed): not "never sent".
+    maybe_sent: bool,
 }
 
 fn memory_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MemoryRow> {
@@ -233,6 +241,7 @@ fn memory_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MemoryRow> {
             dead_reason: r.get(10)?,
         },
         deleted: r.get::<_, Option<i64>>(11)?.is_some(),
+        maybe_sent: r.get::<_, i64>(12)? != 0,
     })
 }
 
@@ -415,11 +424,23 @@ impl Store {
             Found::Local { row, .. } if row.deleted => return Err(not_found(id)),
             Found::Local { row, remote } => {
                 let m = &row.m;
-                match m.state {
+                // An add that may already be on the server (its last
+                // outcome unknown) is treated as in flight: the change goes
+                // behind it, in case the lookup finds it there.
+                let state = match m.state {
+                    State::Pending | State::Failed if row.maybe_sent => State::InFlight,
+                    s => s,
+                };
+                match state {
                     State::Pending | State::Failed | State::Dead => {
                         rewrite_local(&tx, m, changes)?;
-                        // An edited entry that the server had rejected gets a
-                        // fresh start: the edit may be its fix.
+                        // Not on the server: the next attempt sends the new
+                        // text. An edited entry that the server had rejected
+                        // gets a fresh start: the edit may be its fix.
+                        tx.execute(
+                            "UPDATE entries SET sent_text = NULL, sent_metadata = NULL WHERE id = ?1",
+                            [&m.id],
+                        )?;
                         tx.execute(
                             "UPDATE entries SET state = 'pending', attempts_run = 0, next_attempt_at = 0,
                                     dead_reason = NULL, dead_auth = 0
@@ -524,7 +545,11 @@ impl Store {
             Found::Local { row, .. } if row.deleted => return Err(not_found(id)),
             Found::Local { row, remote } => {
                 let m = &row.m;
-                match m.state {
+                let state = match m.state {
+                    State::Pending | State::Failed if row.maybe_sent => State::InFlight,
+                    s => s,
+                };
+                match state {
                     State::Pending | State::Failed | State::Dead => {
                         // Never sent: the save is cancelled.
                         drop_graph(&tx, &m.id)?;
@@ -608,14 +633,14 @@ impl Store {
         };
         Ok(ForgetOutcome {
             project: project.to_string(),
-            cancelled: count(
+            cancelled: count(&format!(
                 "SELECT count(*) FROM entries WHERE op = 'add' AND project = ?1
-                   AND deleted_at IS NULL AND state IN ('pending', 'failed', 'dead')",
-            )?,
-            on_server: count(
+                       AND deleted_at IS NULL AND {NEVER_SENT}"
+            ))?,
+            on_server: count(&format!(
                 "SELECT count(*) FROM entries WHERE op = 'add' AND project = ?1
-                   AND deleted_at IS NULL AND state IN ('in_flight', 'delivered')",
-            )?,
+                   AND deleted_at IS NULL AND NOT ({NEVER_SENT})"
+            ))?,
             changes_dropped: count(
                 "SELECT count(*) FROM entries WHERE op IN ('update', 'delete') AND project = ?1
                    AND state IN ('pending', 'failed')",
@@ -655,8 +680,10 @@ impl Store {
             [project],
         )?;
         tx.execute(
-            "DELETE FROM entries WHERE op = 'add' AND project = ?1 AND deleted_at IS NULL
-               AND state IN ('pending', 'failed', 'dead')",
+            &format!(
+                "DELETE FROM entries WHERE op = 'add' AND project = ?1 AND deleted_at IS NULL
+                   AND {NEVER_SENT}"
+            ),
             [project],
         )?;
         tx.execute(
@@ -736,7 +763,7 @@ impl Store {
         let rows = stmt
             .query_map(params![project, agent_id, run_id, limit as i64], |r| {
                 let mut row = memory_row(r)?;
-                row.m.edit_queued = r.get::<_, i64>(12)? != 0;
+                row.m.edit_queued = r.get::<_, i64>(13)? != 0;
                 Ok(row.m)
             })?
             .collect::<Result<Vec<_>, _>>()?;

@@ -172,6 +172,13 @@ const MIGRATIONS: &[&str] = &[
     -- update: what it changes, {"text"?, "metadata"?}.
     ALTER TABLE entries ADD COLUMN changes TEXT
         CHECK (changes IS NULL OR json_valid(changes));
+    -- add: the text and metadata its first attempt sent. Once an add may
+    -- have reached the server, every later attempt sends these same ones
+    -- (a retry or a reconcile is about that request), and a later change
+    -- of the memory follows as an update, in order.
+    ALTER TABLE entries ADD COLUMN sent_text TEXT;
+    ALTER TABLE entries ADD COLUMN sent_metadata TEXT
+        CHECK (sent_metadata IS NULL OR json_valid(sent_metadata));
 
     -- Dedup covers live memories only: not operations, not a memory
     -- deleted while its add was in flight.

@@ -637,6 +637,95 @@ mod lifecycle {
         );
     }
 
+    /// Regression (R8, "an update lost behind an unknown outcome"): an
+    /// update of a save whose last attempt timed out was applied to the
+    /// local copy only, as if the save had never been sent; the lookup then
+    /// found the save on the server with its old text, and the update was
+    /// lost. Such a change now goes behind the save.
+    #[test]
+    fn a_change_to_a_save_that_may_be_on_the_server_is_queued_behind_it() {
+        let d = TempDir::new();
+        let mut s = Store::open(&d.db()).expect("open");
+        let a = s.enqueue(new("old text"), &limits()).expect("q").id;
+        let b = s.enqueue(new("to delete"), &limits()).expect("q").id;
+        s.claim("w", 1_000, 60_000, 10).expect("claim");
+        for id in [&a, &b] {
+            // A timeout after the request was sent: maybe stored.
+            s.record_failure(
+                id,
+                "w",
+                &FailureRecord::Retry { delay_ms: 0 },
+                "timed out",
+                true,
+                1_100,
+            )
+            .expect("unknown outcome");
+        }
+        let up = s
+            .update_memory(&a, &text("new text"), "proj", &limits(), 1_200)
+            .expect("update");
+        assert!(
+            matches!(
+                up,
+                ChangeOutcome::Queued {
+                    behind_add: true,
+                    ..
+                }
+            ),
+            "{up:?}"
+        );
+        let del = s.delete_memory(&b, "proj", 1_300).expect("delete");
+        assert!(
+            matches!(
+                del,
+                ChangeOutcome::Queued {
+                    behind_add: true,
+                    ..
+                }
+            ),
+            "{del:?}"
+        );
+        assert!(s.contains(&b).expect("c"), "kept, to be looked up");
+        assert_eq!(s.get_memory(&a).expect("g").expect("m").content, "new text");
+        assert!(s.get_memory(&b).expect("g").is_none());
+    }
+
+    /// Regression (R8, "a change applied out of order"): an add resent
+    /// after an unknown outcome carried the memory's newest text, and the
+    /// updates queued behind it were sent after it, so the server went back
+    /// to an older text in between. An add now resends its first text.
+    #[test]
+    fn a_resent_add_sends_its_first_text_and_the_changes_follow_it() {
+        let d = TempDir::new();
+        let mut s = Store::open(&d.db()).expect("open");
+        let a = s.enqueue(new("v1"), &limits()).expect("q").id;
+        let first = s.claim("w", 1_000, 60_000, 10).expect("claim");
+        assert_eq!(first[0].content, "v1");
+        s.update_memory(&a, &text("v2"), "proj", &limits(), 1_050)
+            .expect("update while in flight");
+        s.record_failure(
+            &a,
+            "w",
+            &FailureRecord::Retry { delay_ms: 0 },
+            "timed out",
+            true,
+            1_100,
+        )
+        .expect("unknown");
+        let again = s.claim("w", 2_000, 60_000, 10).expect("claim");
+        assert_eq!(again.len(), 1, "only the add: the update waits");
+        assert_eq!(again[0].content, "v1", "the add resends what it first sent");
+        s.record_delivered(&a, &["44444444-4444-4444-8444-444444444444".into()], 2_100)
+            .expect("delivered");
+        let next = s.claim("w", 3_000, 60_000, 10).expect("claim");
+        assert_eq!(next.len(), 1);
+        assert_eq!(next[0].op, Op::Update);
+        assert_eq!(
+            next[0].changes.as_ref().and_then(|c| c.text.as_deref()),
+            Some("v2")
+        );
+    }
+
     #[test]
     fn bad_changes_are_refused_and_write_nothing() {
         let d = TempDir::new();
