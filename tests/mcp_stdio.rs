@@ -8,7 +8,7 @@ use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use mem0_queue::store::{State, Store};
+use mem0_queue::engine::store::{State, Store};
 use mem0_queue_testkit::{
     bin,
     db::count,

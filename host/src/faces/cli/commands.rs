@@ -10,15 +10,15 @@ use anyhow::Context;
 use rmcp::ServiceExt;
 use tokio::sync::{Notify, watch};
 
-use crate::app::App;
-use crate::cli::{EXIT_CONFIG, EXIT_DATAERR, EXIT_TEMPFAIL};
-use crate::config::Resolved;
-use crate::mcp::Mem0QueueServer;
-use crate::mem0::ClientError;
-use crate::paths::Paths;
-use crate::status::EXIT_UNKNOWN;
-use crate::store::{State, Store};
-use crate::worker::{Settings, Stop};
+use crate::engine::app::App;
+use crate::engine::config::Resolved;
+use crate::engine::mem0::ClientError;
+use crate::engine::paths::Paths;
+use crate::engine::store::{State, Store};
+use crate::engine::worker::{Settings, Stop};
+use crate::faces::cli::{EXIT_CONFIG, EXIT_DATAERR, EXIT_TEMPFAIL};
+use crate::faces::mcp::Mem0QueueServer;
+use crate::features::status::EXIT_UNKNOWN;
 
 /// Worker threads of the async runtime. Two: the work is I/O bound, and
 /// the machine this runs on is a laptop shared with an editor.
@@ -60,7 +60,7 @@ pub fn serve(app: Result<App, String>) -> anyhow::Result<ExitCode> {
         match &app {
             Ok(app) => {
                 background.push(tokio::spawn(serve_loop(app.clone(), nudge.clone(), stop_rx.clone())));
-                background.push(tokio::spawn(crate::vault::mirror_loop(app.clone(), stop_rx.clone())));
+                background.push(tokio::spawn(crate::features::vault::mirror_loop(app.clone(), stop_rx.clone())));
                 background.push(tokio::spawn(mirror_loop(app.clone(), stop_rx)));
             }
             Err(e) => {
@@ -111,7 +111,7 @@ async fn serve_loop(app: Arc<App>, nudge: Arc<Notify>, mut stop: watch::Receiver
                 Ok(_) => {}
                 Err(e) => tracing::error!(error = %e, "a worker run failed"),
             }
-            crate::notify::after_run(&app).await;
+            crate::features::notify::after_run(&app).await;
         }
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
@@ -155,7 +155,7 @@ pub fn sync(app: App, max_duration: Option<Duration>) -> anyhow::Result<ExitCode
         if let Some(p) = progress {
             p.finish().await;
         }
-        crate::notify::after_run(&app).await;
+        crate::features::notify::after_run(&app).await;
         report
     })?;
     if tty {
@@ -194,7 +194,7 @@ pub fn sync(app: App, max_duration: Option<Duration>) -> anyhow::Result<ExitCode
 /// `sync`'s exit code: a configuration problem first (nothing will move
 /// until a person fixes it), then entries the server rejected in this run,
 /// then entries that remain; 0 only when the queue is drained.
-pub fn sync_exit_code(r: &crate::worker::RunReport) -> u8 {
+pub fn sync_exit_code(r: &crate::engine::worker::RunReport) -> u8 {
     if r.stopped == Some(Stop::Config) {
         EXIT_CONFIG
     } else if r.dead > 0 {
@@ -296,7 +296,7 @@ pub fn status(
             return Ok(ExitCode::from(EXIT_UNKNOWN));
         }
     };
-    let report = runtime()?.block_on(crate::status::gather(&app, probe));
+    let report = runtime()?.block_on(crate::features::status::gather(&app, probe));
     let report = match report {
         Ok(r) => r,
         Err(e) => {
@@ -321,7 +321,7 @@ pub fn list(
     limit: usize,
 ) -> anyhow::Result<ExitCode> {
     let rows = store.list(state, limit, show_content)?;
-    let now = crate::clock::now_ms();
+    let now = crate::engine::clock::now_ms();
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
@@ -358,7 +358,7 @@ pub fn purge(
     older_than: Option<Duration>,
     yes: bool,
 ) -> anyhow::Result<ExitCode> {
-    let before = older_than.map(|d| crate::clock::now_ms() - d.as_millis() as i64);
+    let before = older_than.map(|d| crate::engine::clock::now_ms() - d.as_millis() as i64);
     let candidates = store
         .list(State::Dead, usize::MAX >> 1, false)?
         .into_iter()
@@ -396,7 +396,7 @@ pub fn search(
     limit: usize,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let r = runtime()?.block_on(crate::search::search(&app, query, project, limit))?;
+    let r = runtime()?.block_on(crate::features::search::search(&app, query, project, limit))?;
     let mut out = std::io::stdout().lock();
     if json {
         writeln!(out, "{}", serde_json::to_string_pretty(&r)?)?;
@@ -407,10 +407,10 @@ pub fn search(
 }
 
 /// `mem0-queue graph import|mirror`.
-pub fn graph(app: App, command: &crate::cli::GraphCommand) -> anyhow::Result<ExitCode> {
+pub fn graph(app: App, command: &crate::faces::cli::GraphCommand) -> anyhow::Result<ExitCode> {
     runtime()?.block_on(async {
-        if let crate::cli::GraphCommand::Import { path } = command {
-            let g = crate::graph::parse_jsonl(path)?;
+        if let crate::faces::cli::GraphCommand::Import { path } = command {
+            let g = crate::features::graph::parse_jsonl(path)?;
             let now = app.clock.now_ms();
             let (e, o, r) = app.store.run(move |s| s.graph_import(&g, now)).await?;
             println!("imported {e} new entities, {o} new observations, {r} new relations");
@@ -427,7 +427,7 @@ pub fn graph(app: App, command: &crate::cli::GraphCommand) -> anyhow::Result<Exi
                 m.observations_added,
                 m.relations_added
             ),
-            None if matches!(command, crate::cli::GraphCommand::Mirror) => {
+            None if matches!(command, crate::faces::cli::GraphCommand::Mirror) => {
                 eprintln!("mem0-queue: no graph_jsonl is configured; nothing to mirror");
                 return Ok(ExitCode::from(EXIT_CONFIG));
             }

@@ -18,7 +18,7 @@ use std::time::SystemTime;
 
 use serde_json::{Value, json};
 
-use crate::store::graph::{Entity, Graph, Relation};
+use crate::engine::store::graph::{Entity, Graph, Relation};
 
 /// How many times a mirror re-merges when the file changes under it.
 const MIRROR_ATTEMPTS: usize = 5;

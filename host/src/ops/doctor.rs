@@ -9,12 +9,12 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::config::{ApiKind, Env, ProcessEnv, Resolved, Source};
-use crate::install::{self, ClaudeFiles, Doc};
-use crate::mem0::{Client, ConfigProblem, Reachability};
-use crate::paths::Paths;
-use crate::policy::{PolicySource, Runtime};
-use crate::schedule::{self, Files, ToolRun};
+use crate::engine::config::{ApiKind, Env, ProcessEnv, Resolved, Source};
+use crate::engine::mem0::{Client, ConfigProblem, Reachability};
+use crate::engine::paths::Paths;
+use crate::engine::policy::{PolicySource, Runtime};
+use crate::ops::install::{self, ClaudeFiles, Doc};
+use crate::ops::schedule::{self, Files, ToolRun};
 
 /// The whole probe's bound (the client's own probe timeout is 2 s; an OSS
 /// server without the providers route costs a second request).
@@ -125,7 +125,7 @@ fn config_checks(r: &Resolved, checks: &mut Vec<Check>) {
             }
         }
         None => {
-            let path = crate::config::config_path(&ProcessEnv, None)
+            let path = crate::engine::config::config_path(&ProcessEnv, None)
                 .map(|p| p.display().to_string())
                 .unwrap_or_else(|| "~/.config/mem0-queue/config.toml".into());
             checks.push(fail(
@@ -373,7 +373,7 @@ fn probe_check(r: &Resolved) -> Check {
 
 /// For a wrong route: tries the other API kind and the bare host, and
 /// says which one answers, on a runtime of its own.
-fn rt_hint(c: &crate::config::Config) -> Option<String> {
+fn rt_hint(c: &crate::engine::config::Config) -> Option<String> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -383,14 +383,14 @@ fn rt_hint(c: &crate::config::Config) -> Option<String> {
         .flatten()
 }
 
-async fn wrong_route_hint(c: &crate::config::Config) -> Option<String> {
+async fn wrong_route_hint(c: &crate::engine::config::Config) -> Option<String> {
     let url = c.api_url.clone()?;
     let other = match c.api_kind {
         ApiKind::Oss => ApiKind::Platform,
         ApiKind::Platform => ApiKind::Oss,
     };
     let try_with = |api_url: String, kind: ApiKind| {
-        let cfg = crate::config::Config {
+        let cfg = crate::engine::config::Config {
             api_url: Some(api_url),
             api_kind: kind,
             ..c.clone()

@@ -21,10 +21,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use crate::cli::Cli;
-use crate::config::{Env, ProcessEnv, Resolved};
-use crate::install::{self, Invocation};
-use crate::paths::Paths;
+use crate::engine::config::{Env, ProcessEnv, Resolved};
+use crate::engine::paths::Paths;
+use crate::faces::cli::Cli;
+use crate::ops::install::{self, Invocation};
 
 /// The systemd units' base name.
 pub const UNIT: &str = "mem0-queue-sync";

@@ -24,9 +24,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
-use crate::app::{App, alert_json};
-use crate::mem0::Reachability;
-use crate::store::{NewEntry, Origin, RECENT_MAX, StoreError};
+use crate::engine::app::{App, alert_json};
+use crate::engine::mem0::Reachability;
+use crate::engine::store::{NewEntry, Origin, RECENT_MAX, StoreError};
 
 /// Arguments of `mem0_save`.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -310,17 +310,20 @@ impl Mem0QueueServer {
             Ok(a) => a,
             Err(e) => return error_reply(format!("invalid arguments: {e}")),
         };
-        let limit = args.limit.unwrap_or(crate::search::DEFAULT_LIMIT as i64);
-        if !(1..=crate::search::MAX_LIMIT as i64).contains(&limit) {
+        let limit = args
+            .limit
+            .unwrap_or(crate::features::search::DEFAULT_LIMIT as i64);
+        if !(1..=crate::features::search::MAX_LIMIT as i64).contains(&limit) {
             return error_reply(format!(
                 "limit must be between 1 and {}, got {limit}",
-                crate::search::MAX_LIMIT
+                crate::features::search::MAX_LIMIT
             ));
         }
         if args.query.trim().is_empty() {
             return error_reply("query is empty".into());
         }
-        match crate::search::search(&app, &args.query, args.project, limit as usize).await {
+        match crate::features::search::search(&app, &args.query, args.project, limit as usize).await
+        {
             Ok(r) => reply(
                 r.text(),
                 serde_json::to_value(&r).unwrap_or_default(),
@@ -455,7 +458,7 @@ impl Mem0QueueServer {
                 true,
             );
         }
-        let report = match crate::status::gather(&app, true).await {
+        let report = match crate::features::status::gather(&app, true).await {
             Ok(r) => r,
             Err(e) => {
                 return reply(

@@ -12,8 +12,8 @@
 
 use std::time::Duration;
 
-use crate::app::App;
-use crate::policy::{Alert, Level};
+use crate::engine::app::App;
+use crate::engine::policy::{Alert, Level};
 
 /// The meta key holding the last notified level.
 pub const META_LEVEL: &str = "notified_level";
@@ -116,7 +116,7 @@ pub async fn maybe_notify(app: &App, alerts: &[Alert]) {
             "WARNING"
         }
     );
-    let mut body = crate::policy::truncate(&top.message, MAX_BODY);
+    let mut body = crate::engine::policy::truncate(&top.message, MAX_BODY);
     if alerts.len() > 1 {
         body.push_str(&format!(" (+{} more: mem0-queue status)", alerts.len() - 1));
     }

@@ -21,9 +21,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 
-use crate::cli::Cli;
-use crate::config::{Env, ProcessEnv, Resolved, Source};
-use crate::paths::Paths;
+use crate::engine::config::{Env, ProcessEnv, Resolved, Source};
+use crate::engine::paths::Paths;
+use crate::faces::cli::Cli;
 
 /// The name of our MCP server in Claude Code's config.
 pub const MCP_NAME: &str = "mem0-queue";
@@ -83,7 +83,7 @@ impl Invocation {
         let default_config = home
             .as_ref()
             .map(|h| h.join(".config/mem0-queue/config.toml"));
-        let config = crate::config::config_path(&ProcessEnv, cli.config.as_deref());
+        let config = crate::engine::config::config_path(&ProcessEnv, cli.config.as_deref());
         if let Some(c) = config {
             // A path given by flag exists (the config would not resolve
             // otherwise); any other is carried only when the file exists.

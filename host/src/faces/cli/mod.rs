@@ -1,6 +1,8 @@
 //! The command line. The one place where errors become exit codes and are
 //! printed, with their whole cause chain, on stderr.
 
+pub mod commands;
+
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,11 +10,11 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use crate::app::App;
-use crate::config::{self, ProcessEnv, Resolved};
-use crate::paths::Paths;
-use crate::policy::{self, PolicySource, Runtime};
-use crate::store::{State, Store};
+use crate::engine::app::App;
+use crate::engine::config::{self, ProcessEnv, Resolved};
+use crate::engine::paths::Paths;
+use crate::engine::policy::{self, PolicySource, Runtime};
+use crate::engine::store::{State, Store};
 
 /// Exit code of `sync` when entries remain undelivered (sysexits' EX_TEMPFAIL).
 pub const EXIT_TEMPFAIL: u8 = 75;
@@ -145,7 +147,7 @@ pub enum Command {
         query: String,
         #[arg(long)]
         project: Option<String>,
-        #[arg(long, default_value_t = crate::search::DEFAULT_LIMIT)]
+        #[arg(long, default_value_t = crate::features::search::DEFAULT_LIMIT)]
         limit: usize,
         #[arg(long)]
         json: bool,
@@ -169,17 +171,17 @@ pub enum Command {
     /// scheduler (sync every 10 minutes). Idempotent; backs up what it changes.
     Install {
         #[command(subcommand)]
-        target: crate::install::Target,
+        target: crate::ops::install::Target,
     },
     /// Remove exactly what `install` added.
     Uninstall {
         #[command(subcommand)]
-        target: crate::install::Target,
+        target: crate::ops::install::Target,
     },
     /// Hooks that Claude Code runs.
     Hook {
         #[command(subcommand)]
-        event: crate::hook::Event,
+        event: crate::ops::hook::Event,
     },
     /// Check the installation: config, permissions, server, policy,
     /// schedule, hook, MCP registration. Exit 0 when all pass, 1 otherwise.
@@ -323,14 +325,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Policy { command } => policy_command(command, &resolved, &paths),
         Command::Config { command } => config_command(command, &cli, &resolved),
         Command::Status { json, no_probe } => {
-            crate::commands::status(resolved, paths, *json, !*no_probe)
+            crate::faces::cli::commands::status(resolved, paths, *json, !*no_probe)
         }
         Command::Serve => {
             // A queue that cannot be opened (read-only or full data dir,
             // corrupt file) still gets an MCP server: each save then answers
             // NOT QUEUED with the reason, instead of a failed handshake.
             let app = open_app(resolved, paths).map_err(|e| format!("{e:#}"));
-            crate::commands::serve(app)
+            crate::faces::cli::commands::serve(app)
         }
         Command::Sync { max_duration } => {
             let app = open_app(resolved, paths)?;
@@ -339,7 +341,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Some(d) if d.is_zero() => None,
                 Some(d) => Some(*d),
             };
-            crate::commands::sync(app, bound)
+            crate::faces::cli::commands::sync(app, bound)
         }
         Command::List {
             state,
@@ -347,7 +349,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             limit,
         } => {
             let store = Store::open(&paths.db())?;
-            crate::commands::list(&store, (*state).into(), *show_content, *limit)
+            crate::faces::cli::commands::list(&store, (*state).into(), *show_content, *limit)
         }
         Command::Retry {
             dead,
@@ -361,7 +363,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 (_, true) => State::Delivered,
                 _ => State::Failed,
             };
-            let n = store.retry(ids, from, crate::clock::now_ms())?;
+            let n = store.retry(ids, from, crate::engine::clock::now_ms())?;
             println!("{n} entries moved back to pending");
             Ok(ExitCode::SUCCESS)
         }
@@ -371,22 +373,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             yes,
         } => {
             let mut store = Store::open(&paths.db())?;
-            crate::commands::purge(&mut store, *older_than, *yes)
+            crate::faces::cli::commands::purge(&mut store, *older_than, *yes)
         }
         Command::Import { path } => {
             paths.ensure_dir()?;
             let mut store = Store::open(&paths.db())?;
-            let limits = crate::store::Limits {
+            let limits = crate::engine::store::Limits {
                 max_content_bytes: resolved.config.max_content_bytes,
                 max_metadata_bytes: resolved.config.max_metadata_bytes,
                 max_queue_len: resolved.config.max_queue_len,
             };
-            let r = crate::seed::import(
+            let r = crate::features::seed::import(
                 &mut store,
                 path,
                 &resolved.config.default_project,
                 &limits,
-                crate::clock::now_ms(),
+                crate::engine::clock::now_ms(),
             )?;
             println!(
                 "imported {} pending, {} failed, {} delivered (from last_100); {} already present; stats {}",
@@ -409,27 +411,27 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             json,
         } => {
             let app = open_app(resolved, paths)?;
-            crate::commands::search(app, query, project.clone(), *limit, *json)
+            crate::faces::cli::commands::search(app, query, project.clone(), *limit, *json)
         }
         Command::Graph { command } => {
             let app = open_app(resolved, paths)?;
-            crate::commands::graph(app, command)
+            crate::faces::cli::commands::graph(app, command)
         }
         Command::Export { vault: Some(dir) } => {
             paths.ensure_dir()?;
             let store = Store::open(&paths.db())?;
-            let report = crate::vault::export_once(&store, dir)?;
-            println!("{}", report.text(&dir.join(crate::vault::ROOT)));
+            let report = crate::features::vault::export_once(&store, dir)?;
+            println!("{}", report.text(&dir.join(crate::features::vault::ROOT)));
             Ok(ExitCode::SUCCESS)
         }
         Command::Dashboard { port, open } => {
             let app = open_app(resolved, paths)?;
-            crate::dashboard::run(app, *port, *open)
+            crate::faces::dashboard::run(app, *port, *open)
         }
         Command::Export { vault: None } => {
             paths.ensure_dir()?;
             let store = Store::open(&paths.db())?;
-            let v = crate::seed::export(&store)?;
+            let v = crate::features::seed::export(&store)?;
             let mut out = std::io::stdout().lock();
             serde_json::to_writer_pretty(&mut out, &v)?;
             writeln!(out)?;
@@ -438,18 +440,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Install { target } | Command::Uninstall { target } => {
             let install = matches!(cli.command, Command::Install { .. });
             match *target {
-                crate::install::Target::ClaudeCode { dry_run } => {
-                    crate::install::claude_code(&cli, &resolved, &paths, install, dry_run)
+                crate::ops::install::Target::ClaudeCode { dry_run } => {
+                    crate::ops::install::claude_code(&cli, &resolved, &paths, install, dry_run)
                 }
-                crate::install::Target::Schedule { cron, dry_run } => {
-                    crate::schedule::command(&cli, &resolved, &paths, install, cron, dry_run)
+                crate::ops::install::Target::Schedule { cron, dry_run } => {
+                    crate::ops::schedule::command(&cli, &resolved, &paths, install, cron, dry_run)
                 }
             }
         }
         Command::Hook { event } => match event {
-            crate::hook::Event::SessionEnd => crate::hook::session_end(&cli, &resolved, &paths),
+            crate::ops::hook::Event::SessionEnd => {
+                crate::ops::hook::session_end(&cli, &resolved, &paths)
+            }
         },
-        Command::Doctor => crate::doctor::run(&resolved, &paths),
+        Command::Doctor => crate::ops::doctor::run(&resolved, &paths),
     }
 }
 

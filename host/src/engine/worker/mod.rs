@@ -34,12 +34,12 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::clock::Clock;
-use crate::mem0::{AddRequest, AddResult, Client, ConfigProblem, EventState, Failure};
-use crate::policy::{
+use crate::engine::clock::Clock;
+use crate::engine::mem0::{AddRequest, AddResult, Client, ConfigProblem, EventState, Failure};
+use crate::engine::policy::{
     BreakerDecision, BreakerInput, Decision, EntryState, Operation, PolicyError, PolicyHandle,
 };
-use crate::store::{Claimed, FailureRecord, SharedStore, StoreError};
+use crate::engine::store::{Claimed, FailureRecord, SharedStore, StoreError};
 
 use self::log::WorkerLog;
 
@@ -68,7 +68,7 @@ const LEASE_MARGIN: Duration = Duration::from_secs(60);
 /// doomed request per save.
 pub const CONFIG_PROBE_PAUSE: Duration = Duration::from_secs(300);
 
-pub use crate::store::meta_keys::{
+pub use crate::engine::store::meta_keys::{
     CONFIG_PROBLEM as CONFIG_PROBLEM_KEY, UNREACHABLE_RUNS as UNREACHABLE_RUNS_KEY,
     UNREACHABLE_SINCE as UNREACHABLE_SINCE_KEY, UPGRADE_REVIVED as UPGRADE_REVIVED_KEY,
 };
@@ -107,7 +107,7 @@ pub struct Settings {
 }
 
 impl Settings {
-    pub fn from_config(c: &crate::config::Config) -> Self {
+    pub fn from_config(c: &crate::engine::config::Config) -> Self {
         let event_wait = Duration::from_secs(30).min(c.add_timeout);
         Self {
             concurrency: c.concurrency,
@@ -677,7 +677,7 @@ enum Signal {
 /// (`reached` None: the run tried nothing, and the streak stands) and the
 /// configuration problem, kept until a run reaches the server.
 fn record_reachability(
-    s: &mut crate::store::Store,
+    s: &mut crate::engine::store::Store,
     started_ms: i64,
     reached: Option<bool>,
     problem: Option<&ConfigProblemRecord>,

@@ -19,8 +19,8 @@ use std::collections::HashSet;
 
 use serde::Serialize;
 
-use crate::app::App;
-use crate::store::{State, StoreError};
+use crate::engine::app::App;
+use crate::engine::store::{State, StoreError};
 
 /// The default number of results.
 pub const DEFAULT_LIMIT: usize = 10;
@@ -121,7 +121,10 @@ pub async fn search(
     } else {
         projects
     };
-    let remote: Vec<(String, Result<Vec<crate::mem0::RemoteMemory>, String>)> = match &app.client {
+    let remote: Vec<(
+        String,
+        Result<Vec<crate::engine::mem0::RemoteMemory>, String>,
+    )> = match &app.client {
         Err(_) => vec![(String::new(), Err("is not configured".to_string()))],
         Ok(c) => {
             futures::future::join_all(projects.iter().map(|p| async move {

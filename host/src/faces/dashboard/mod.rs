@@ -36,16 +36,16 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
-use crate::app::App;
-use crate::mcp::reachability_text;
-use crate::mem0::{Reachability, rfc3339};
-use crate::store::{Counts, EntryView, State};
-use crate::worker::Settings;
+use crate::engine::app::App;
+use crate::engine::mem0::{Reachability, rfc3339};
+use crate::engine::store::{Counts, EntryView, State};
+use crate::engine::worker::Settings;
+use crate::faces::mcp::reachability_text;
 
-const INDEX_HTML: &str = include_str!("dashboard/index.html");
-const APP_JS: &str = include_str!("dashboard/app.js");
-const APP_CSS: &str = include_str!("dashboard/app.css");
-const FAVICON_SVG: &str = include_str!("dashboard/favicon.svg");
+const INDEX_HTML: &str = include_str!("index.html");
+const APP_JS: &str = include_str!("app.js");
+const APP_CSS: &str = include_str!("app.css");
+const FAVICON_SVG: &str = include_str!("favicon.svg");
 
 /// The header that carries the token on API calls.
 pub const TOKEN_HEADER: &str = "x-dashboard-token";
@@ -160,7 +160,7 @@ async fn serve(app: App, port: u16, open: bool) -> anyhow::Result<ExitCode> {
     }
     let router = router(dash.clone());
     let shutdown = async move {
-        crate::commands::terminated().await;
+        crate::faces::cli::commands::terminated().await;
         let _ = stop_tx.send(true);
     };
     let server = axum::serve(listener, router)
@@ -367,7 +367,7 @@ fn row(e: &EntryView, now: i64) -> Value {
 }
 
 async fn api_state(Ax(d): Ax<Arc<Dash>>) -> Response {
-    let report = match crate::status::gather(&d.app, false).await {
+    let report = match crate::features::status::gather(&d.app, false).await {
         Ok(r) => r,
         Err(e) => {
             return error(
@@ -466,7 +466,9 @@ async fn api_entry(Ax(d): Ax<Arc<Dash>>, UrlPath(id): UrlPath<String>) -> Respon
             "metadata": e.metadata,
         }))
         .into_response(),
-        Err(crate::store::StoreError::NotFound(_)) => error(StatusCode::NOT_FOUND, "no such entry"),
+        Err(crate::engine::store::StoreError::NotFound(_)) => {
+            error(StatusCode::NOT_FOUND, "no such entry")
+        }
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     }
 }
@@ -534,7 +536,7 @@ async fn api_sync(Ax(d): Ax<Arc<Dash>>) -> Response {
         let d = d.clone();
         async move {
             let result = worker.run(d.stop.clone()).await;
-            crate::notify::after_run(&d.app).await;
+            crate::features::notify::after_run(&d.app).await;
             if let Ok(mut s) = d.sync.lock() {
                 s.running = false;
                 match result {

@@ -3,11 +3,11 @@
 
 use serde_json::{Value, json};
 
-use crate::app::{App, alert_json, level_name};
-use crate::mcp::reachability_text;
-use crate::mem0::Reachability;
-use crate::policy::{Alert, Level, PolicyInfo};
-use crate::store::{Stats, StoreError};
+use crate::engine::app::{App, alert_json, level_name};
+use crate::engine::mem0::Reachability;
+use crate::engine::policy::{Alert, Level, PolicyInfo};
+use crate::engine::store::{Stats, StoreError};
+use crate::faces::mcp::reachability_text;
 
 /// Monitoring exit codes (the Nagios convention).
 pub const EXIT_OK: u8 = 0;
@@ -28,7 +28,7 @@ pub struct StatusReport {
     pub config_file: Option<String>,
     pub api_url: Option<String>,
     /// The configuration problem the last delivery run stopped on.
-    pub config_problem: Option<crate::worker::ConfigProblemRecord>,
+    pub config_problem: Option<crate::engine::worker::ConfigProblemRecord>,
 }
 
 /// Reads the queue, asks the policy for alerts and, when `probe`, asks
@@ -74,7 +74,7 @@ fn age(now: i64, t: Option<i64>) -> Option<u64> {
 }
 
 fn human_secs(s: u64) -> String {
-    crate::policy::truncate(
+    crate::engine::policy::truncate(
         &humantime::format_duration(std::time::Duration::from_secs(s)).to_string(),
         40,
     )
@@ -101,22 +101,22 @@ impl StatusReport {
                 "total_queued": s.total_queued,
                 "total_synced": s.total_synced,
                 "total_failed": s.total_failed,
-                "last_sync": s.last_sync.map(crate::mem0::rfc3339),
-                "last_success": s.last_success.map(crate::mem0::rfc3339),
+                "last_sync": s.last_sync.map(crate::engine::mem0::rfc3339),
+                "last_success": s.last_success.map(crate::engine::mem0::rfc3339),
                 "consecutive_failing_runs": s.consecutive_failing_runs,
                 "unreachable_runs": s.unreachable_runs,
-                "unreachable_since": s.unreachable_since.map(crate::mem0::rfc3339),
+                "unreachable_since": s.unreachable_since.map(crate::engine::mem0::rfc3339),
             },
             "config_problem": self.config_problem.as_ref().map(|c| json!({
                 "code": c.problem.code(),
                 "problem": c.problem,
                 "description": c.problem.describe(),
                 "api_url": c.api_url,
-                "at": crate::mem0::rfc3339(c.at_ms),
+                "at": crate::engine::mem0::rfc3339(c.at_ms),
                 "fix": c.problem.fix(&c.api_url),
             })),
             "breaker": match self.breaker_open_until {
-                Some(t) => json!({"state": "open", "next_probe_at": crate::mem0::rfc3339(t)}),
+                Some(t) => json!({"state": "open", "next_probe_at": crate::engine::mem0::rfc3339(t)}),
                 None => json!({"state": "closed"}),
             },
             "policy": self.policy,
@@ -156,10 +156,10 @@ impl StatusReport {
         out.push_str(&format!(
             "last sync: {}; last delivery: {}\n",
             s.last_sync
-                .map(crate::mem0::rfc3339)
+                .map(crate::engine::mem0::rfc3339)
                 .unwrap_or_else(|| "never".into()),
             s.last_success
-                .map(crate::mem0::rfc3339)
+                .map(crate::engine::mem0::rfc3339)
                 .unwrap_or_else(|| "never".into()),
         ));
         out.push_str(&format!(
@@ -167,7 +167,7 @@ impl StatusReport {
             match self.breaker_open_until {
                 Some(t) => format!(
                     "open (server down); next probe at {}",
-                    crate::mem0::rfc3339(t)
+                    crate::engine::mem0::rfc3339(t)
                 ),
                 None => "closed".into(),
             }
@@ -189,7 +189,7 @@ impl StatusReport {
         if let Some(c) = &self.config_problem {
             out.push_str(&format!(
                 "configuration problem (last run, {}): {}\n",
-                crate::mem0::rfc3339(c.at_ms),
+                crate::engine::mem0::rfc3339(c.at_ms),
                 c.problem.describe()
             ));
         }

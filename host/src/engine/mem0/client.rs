@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use super::outcome::{
     Answer, Asked, ConfigProblem, Expect, Failure, classify_answer, classify_transport, error_kind,
 };
-use crate::config::{ApiKind, Config};
+use crate::engine::config::{ApiKind, Config};
 
 /// How long a reachability probe may take: the status tool answers within
 /// this even when the server hangs.

@@ -4,14 +4,16 @@
 
 use std::sync::{Arc, Mutex};
 
-use crate::clock::{Clock, SystemClock};
-use crate::config::{Config, Resolved};
-use crate::mem0::{Client, ClientError};
-use crate::paths::{Paths, PathsError};
-use crate::policy::{self, Alert, PolicyError, PolicyHandle, PolicyInfo, PolicySource, QueueStats};
-use crate::store::{Limits, SharedStore, Stats, Store, StoreError};
-use crate::worker::log::WorkerLog;
-use crate::worker::{self, Settings, Worker};
+use crate::engine::clock::{Clock, SystemClock};
+use crate::engine::config::{Config, Resolved};
+use crate::engine::mem0::{Client, ClientError};
+use crate::engine::paths::{Paths, PathsError};
+use crate::engine::policy::{
+    self, Alert, PolicyError, PolicyHandle, PolicyInfo, PolicySource, QueueStats,
+};
+use crate::engine::store::{Limits, SharedStore, Stats, Store, StoreError};
+use crate::engine::worker::log::WorkerLog;
+use crate::engine::worker::{self, Settings, Worker};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -22,7 +24,7 @@ pub enum AppError {
     #[error(transparent)]
     Policy(#[from] PolicyError),
     #[error(transparent)]
-    Graph(#[from] crate::graph::GraphError),
+    Graph(#[from] crate::features::graph::GraphError),
 }
 
 pub struct App {
@@ -107,18 +109,18 @@ impl App {
         let (mut alerts, info) = self.policy.run(move |p| (p.alerts(q), p.info())).await?;
         let recorded = self
             .store
-            .run(|s| s.meta_get(crate::worker::POLICY_BROKEN_KEY))
+            .run(|s| s.meta_get(crate::engine::worker::POLICY_BROKEN_KEY))
             .await
             .ok()
             .flatten()
-            .and_then(|v| serde_json::from_str::<crate::worker::PolicyBroken>(&v).ok());
+            .and_then(|v| serde_json::from_str::<crate::engine::worker::PolicyBroken>(&v).ok());
         if let Some(b) = recorded {
             let here = alerts.iter().any(|a| a.code == "policy-broken");
             if !here && b.source == info.source && info.source != PolicySource::Embedded.to_string()
             {
                 alerts.insert(
                     0,
-                    crate::policy::broken_alert_text(
+                    crate::engine::policy::broken_alert_text(
                         &b.source,
                         &format!("{}, in the last delivery run", b.reason),
                     ),
@@ -136,9 +138,9 @@ impl App {
 
     /// The configuration problem the last delivery run (of any process)
     /// stopped on, if no run has reached Mem0 since.
-    pub async fn config_problem(&self) -> Option<crate::worker::ConfigProblemRecord> {
+    pub async fn config_problem(&self) -> Option<crate::engine::worker::ConfigProblemRecord> {
         self.store
-            .run(|s| s.meta_get(crate::worker::CONFIG_PROBLEM_KEY))
+            .run(|s| s.meta_get(crate::engine::worker::CONFIG_PROBLEM_KEY))
             .await
             .ok()
             .flatten()
@@ -146,14 +148,17 @@ impl App {
     }
 
     /// Merges the local graph into the configured JSONL file, if any.
-    pub async fn mirror_graph(&self) -> Result<Option<crate::graph::MirrorReport>, AppError> {
+    pub async fn mirror_graph(
+        &self,
+    ) -> Result<Option<crate::features::graph::MirrorReport>, AppError> {
         let Some(path) = self.config().graph_jsonl.clone() else {
             return Ok(None);
         };
         let graph = self.store.run(|s| s.graph_all()).await?;
-        let report = tokio::task::spawn_blocking(move || crate::graph::mirror(&graph, &path))
-            .await
-            .map_err(|e| AppError::Store(StoreError::Task(e.to_string())))??;
+        let report =
+            tokio::task::spawn_blocking(move || crate::features::graph::mirror(&graph, &path))
+                .await
+                .map_err(|e| AppError::Store(StoreError::Task(e.to_string())))??;
         Ok(Some(report))
     }
 
@@ -168,7 +173,10 @@ impl App {
 /// The CRITICAL alert of a configuration problem. It is the host's, not
 /// the policy's: no policy can turn "nothing will be delivered until a
 /// person fixes the config" into anything milder.
-pub fn config_problem_alert(rec: &crate::worker::ConfigProblemRecord, waiting: u64) -> Alert {
+pub fn config_problem_alert(
+    rec: &crate::engine::worker::ConfigProblemRecord,
+    waiting: u64,
+) -> Alert {
     Alert {
         level: policy::Level::Critical,
         code: rec.problem.code().into(),

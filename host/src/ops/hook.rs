@@ -15,10 +15,10 @@ use std::process::{Command, ExitCode, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use crate::cli::Cli;
-use crate::config::Resolved;
-use crate::paths::Paths;
-use crate::worker::log::WorkerLog;
+use crate::engine::config::Resolved;
+use crate::engine::paths::Paths;
+use crate::engine::worker::log::WorkerLog;
+use crate::faces::cli::Cli;
 
 /// How long the hook waits for its JSON input.
 pub const STDIN_TIMEOUT: Duration = Duration::from_millis(300);
@@ -67,7 +67,7 @@ fn clean(v: Option<&serde_json::Value>) -> String {
 /// The global flags given to this process, for the child.
 fn passthrough(cli: &Cli) -> Vec<String> {
     let mut args = Vec::new();
-    let abs = crate::install::absolute;
+    let abs = crate::ops::install::absolute;
     if let Some(c) = &cli.config {
         args.push("--config".into());
         args.push(abs(c).display().to_string());

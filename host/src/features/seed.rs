@@ -13,7 +13,7 @@
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::store::{EntryView, Limits, NewEntry, Origin, State, Stats, Store, StoreError};
+use crate::engine::store::{EntryView, Limits, NewEntry, Origin, State, Stats, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SeedError {
@@ -234,7 +234,7 @@ fn seed_item(e: &EntryView) -> Value {
         "id": e.id,
         "project": e.project,
         "content": e.content,
-        "timestamp": crate::mem0::rfc3339(e.created_at),
+        "timestamp": crate::engine::mem0::rfc3339(e.created_at),
         "retries": e.attempts,
         "metadata": e.metadata,
         "state": e.state,
@@ -249,7 +249,7 @@ pub fn export(store: &Store) -> Result<Value, StoreError> {
     queue.extend(all(State::InFlight)?);
     let mut failed = all(State::Failed)?;
     failed.extend(all(State::Dead)?);
-    let recent = store.recent(crate::store::RECENT_MAX, None)?;
+    let recent = store.recent(crate::engine::store::RECENT_MAX, None)?;
     let s: Stats = store.stats()?;
     Ok(json!({
         "queue": queue.iter().map(seed_item).collect::<Vec<_>>(),
@@ -259,7 +259,7 @@ pub fn export(store: &Store) -> Result<Value, StoreError> {
             "total_queued": s.total_queued,
             "total_synced": s.total_synced,
             "total_failed": s.total_failed,
-            "last_sync": s.last_sync.map(crate::mem0::rfc3339),
+            "last_sync": s.last_sync.map(crate::engine::mem0::rfc3339),
         }
     }))
 }

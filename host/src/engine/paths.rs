@@ -8,7 +8,7 @@
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::config::Env;
+use crate::engine::config::Env;
 
 /// The files of one data dir.
 #[derive(Debug, Clone)]

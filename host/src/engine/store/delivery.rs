@@ -82,7 +82,7 @@ impl Store {
     pub fn failed_summaries(
         &self,
         now_ms: i64,
-    ) -> Result<Vec<crate::policy::FailedSummary>, StoreError> {
+    ) -> Result<Vec<crate::engine::policy::FailedSummary>, StoreError> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT id, runs_failed, attempts, created_at, coalesce(last_attempt_at, created_at)
                FROM entries WHERE state = 'failed' ORDER BY seq",
@@ -91,14 +91,14 @@ impl Store {
             .query_map([], |r| {
                 let created: i64 = r.get(3)?;
                 let last: i64 = r.get(4)?;
-                Ok(crate::policy::FailedSummary {
+                Ok(crate::engine::policy::FailedSummary {
                     id: r.get(0)?,
                     runs_failed: r.get(1)?,
                     total_attempts: r.get(2)?,
                     age_ms: (now_ms - created).max(0) as u64,
                     since_last_attempt_ms: (now_ms - last).max(0) as u64,
                     // The queue only holds adds yet.
-                    operation: crate::policy::Operation::Add,
+                    operation: crate::engine::policy::Operation::Add,
                 })
             })?
             .collect::<Result<Vec<_>, _>>()?;
