@@ -180,7 +180,7 @@ pub fn config_problem_alert(
     Alert {
         level: policy::Level::Critical,
         code: rec.problem.code().into(),
-        message: policy::truncate(
+        message: crate::engine::text::truncate(
             &format!(
                 "MEM0 CONFIG - CRITICAL: {} answered {}. Nothing is delivered until this is fixed; \
                  {waiting} memories wait safely in the local queue, and the first run after the fix delivers them.",

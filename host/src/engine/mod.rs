@@ -2,10 +2,10 @@
 //! an assistant reaches them.
 //!
 //! Its modules, each building on those listed before it: the configuration
-//! ([`config`]), the data dir ([`paths`]), time ([`clock`]), the policy
-//! runtime ([`policy`]), the SQLite queue ([`store`]), the Mem0 client
-//! ([`mem0`]), one delivery run ([`worker`]) and the parts of one process
-//! put together ([`app`]).
+//! ([`config`]), the data dir ([`paths`]), time ([`clock`]), the text
+//! helpers every layer shares ([`text`]), the policy runtime ([`policy`]),
+//! the SQLite queue ([`store`]), the Mem0 client ([`mem0`]), one delivery
+//! run ([`worker`]) and the parts of one process put together ([`app`]).
 //!
 //! May import: the engine only. Nothing here knows the command line, MCP,
 //! the dashboard, or the user's machine outside the data dir.
@@ -15,6 +15,8 @@ pub mod config;
 pub mod paths;
 
 pub mod clock;
+
+pub mod text;
 
 pub mod policy;
 

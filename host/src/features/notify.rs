@@ -116,7 +116,7 @@ pub async fn maybe_notify(app: &App, alerts: &[Alert]) {
             "WARNING"
         }
     );
-    let mut body = crate::engine::policy::truncate(&top.message, MAX_BODY);
+    let mut body = crate::engine::text::truncate(&top.message, MAX_BODY);
     if alerts.len() > 1 {
         body.push_str(&format!(" (+{} more: mem0-queue status)", alerts.len() - 1));
     }

@@ -234,7 +234,7 @@ fn seed_item(e: &EntryView) -> Value {
         "id": e.id,
         "project": e.project,
         "content": e.content,
-        "timestamp": crate::engine::mem0::rfc3339(e.created_at),
+        "timestamp": crate::engine::text::rfc3339(e.created_at),
         "retries": e.attempts,
         "metadata": e.metadata,
         "state": e.state,
@@ -259,7 +259,7 @@ pub fn export(store: &Store) -> Result<Value, StoreError> {
             "total_queued": s.total_queued,
             "total_synced": s.total_synced,
             "total_failed": s.total_failed,
-            "last_sync": s.last_sync.map(crate::engine::mem0::rfc3339),
+            "last_sync": s.last_sync.map(crate::engine::text::rfc3339),
         }
     }))
 }

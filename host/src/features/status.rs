@@ -74,7 +74,7 @@ fn age(now: i64, t: Option<i64>) -> Option<u64> {
 }
 
 fn human_secs(s: u64) -> String {
-    crate::engine::policy::truncate(
+    crate::engine::text::truncate(
         &humantime::format_duration(std::time::Duration::from_secs(s)).to_string(),
         40,
     )
@@ -101,22 +101,22 @@ impl StatusReport {
                 "total_queued": s.total_queued,
                 "total_synced": s.total_synced,
                 "total_failed": s.total_failed,
-                "last_sync": s.last_sync.map(crate::engine::mem0::rfc3339),
-                "last_success": s.last_success.map(crate::engine::mem0::rfc3339),
+                "last_sync": s.last_sync.map(crate::engine::text::rfc3339),
+                "last_success": s.last_success.map(crate::engine::text::rfc3339),
                 "consecutive_failing_runs": s.consecutive_failing_runs,
                 "unreachable_runs": s.unreachable_runs,
-                "unreachable_since": s.unreachable_since.map(crate::engine::mem0::rfc3339),
+                "unreachable_since": s.unreachable_since.map(crate::engine::text::rfc3339),
             },
             "config_problem": self.config_problem.as_ref().map(|c| json!({
                 "code": c.problem.code(),
                 "problem": c.problem,
                 "description": c.problem.describe(),
                 "api_url": c.api_url,
-                "at": crate::engine::mem0::rfc3339(c.at_ms),
+                "at": crate::engine::text::rfc3339(c.at_ms),
                 "fix": c.problem.fix(&c.api_url),
             })),
             "breaker": match self.breaker_open_until {
-                Some(t) => json!({"state": "open", "next_probe_at": crate::engine::mem0::rfc3339(t)}),
+                Some(t) => json!({"state": "open", "next_probe_at": crate::engine::text::rfc3339(t)}),
                 None => json!({"state": "closed"}),
             },
             "policy": self.policy,
@@ -156,10 +156,10 @@ impl StatusReport {
         out.push_str(&format!(
             "last sync: {}; last delivery: {}\n",
             s.last_sync
-                .map(crate::engine::mem0::rfc3339)
+                .map(crate::engine::text::rfc3339)
                 .unwrap_or_else(|| "never".into()),
             s.last_success
-                .map(crate::engine::mem0::rfc3339)
+                .map(crate::engine::text::rfc3339)
                 .unwrap_or_else(|| "never".into()),
         ));
         out.push_str(&format!(
@@ -167,7 +167,7 @@ impl StatusReport {
             match self.breaker_open_until {
                 Some(t) => format!(
                     "open (server down); next probe at {}",
-                    crate::engine::mem0::rfc3339(t)
+                    crate::engine::text::rfc3339(t)
                 ),
                 None => "closed".into(),
             }
@@ -189,7 +189,7 @@ impl StatusReport {
         if let Some(c) = &self.config_problem {
             out.push_str(&format!(
                 "configuration problem (last run, {}): {}\n",
-                crate::engine::mem0::rfc3339(c.at_ms),
+                crate::engine::text::rfc3339(c.at_ms),
                 c.problem.describe()
             ));
         }

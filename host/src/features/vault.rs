@@ -333,7 +333,7 @@ pub fn render_note(e: &EntryView) -> String {
     }
     s.push_str(&format!(
         "created: {}\n",
-        yaml_quote(&crate::engine::mem0::rfc3339(e.created_at))
+        yaml_quote(&crate::engine::text::rfc3339(e.created_at))
     ));
     s.push_str(&format!("state: {}\n", yaml_quote(note_state(e.state))));
     s.push_str(&format!("remote_ids: {}\n", yaml_list(&e.remote_ids)));
@@ -572,7 +572,7 @@ impl Exporter {
             };
             let item = IndexItem {
                 stem: stem_of(&path),
-                created: crate::engine::mem0::rfc3339(e.created_at),
+                created: crate::engine::text::rfc3339(e.created_at),
                 state: note_state(e.state).to_string(),
                 title: title_of(e.content.as_deref().unwrap_or_default()),
             };
@@ -704,7 +704,7 @@ impl Exporter {
     /// A free name for a new note: `<date>-<slug>.md`, else with a short id
     /// suffix, else with the whole id.
     fn new_note_path(&mut self, folder: &str, dir: &Path, e: &EntryView) -> PathBuf {
-        let date = &crate::engine::mem0::rfc3339(e.created_at)[..10];
+        let date = &crate::engine::text::rfc3339(e.created_at)[..10];
         let slug = slug(e.content.as_deref().unwrap_or_default());
         let simple: String = e.id.chars().filter(char::is_ascii_alphanumeric).collect();
         let short = &simple[simple.len().saturating_sub(8)..];

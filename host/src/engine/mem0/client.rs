@@ -15,6 +15,7 @@ use super::outcome::{
     Answer, Asked, ConfigProblem, Expect, Failure, classify_answer, classify_transport, error_kind,
 };
 use crate::engine::config::{ApiKind, Config};
+use crate::engine::text::rfc3339;
 
 /// How long a reachability probe may take: the status tool answers within
 /// this even when the server hangs.
@@ -529,12 +530,6 @@ fn is_loopback(url: &reqwest::Url) -> bool {
         Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
         None => false,
     }
-}
-
-/// Unix ms as RFC 3339, for the OSS server's `metadata.created_at`.
-pub fn rfc3339(ms: i64) -> String {
-    let t = std::time::UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
-    humantime::format_rfc3339_millis(t).to_string()
 }
 
 #[cfg(test)]

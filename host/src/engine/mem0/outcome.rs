@@ -431,14 +431,14 @@ pub fn classify_answer(asked: Asked<'_>, a: Answer<'_>) -> Result<Value, Failure
             let suggested_api_url = location.as_deref().and_then(|l| suggest_base(asked, l));
             Err(Failure::Config(ConfigProblem::Redirect {
                 status,
-                location: location.map(|l| crate::engine::policy::truncate(&l, MAX_LOCATION)),
+                location: location.map(|l| crate::engine::text::truncate(&l, MAX_LOCATION)),
                 suggested_api_url,
             }))
         }
         401 | 403 if mem0_error => Err(Failure::Config(ConfigProblem::AuthRejected { status })),
         404 | 405 => Err(Failure::Config(ConfigProblem::WrongRoute {
             status,
-            path: crate::engine::policy::truncate(asked.path, 200),
+            path: crate::engine::text::truncate(asked.path, 200),
             mem0: matches!(body, Body::Json(_)),
         })),
         408 => Err(Failure::Unknown {
@@ -570,7 +570,7 @@ fn tls_problem(e: &reqwest::Error) -> Option<ConfigProblem> {
             );
             return Some(ConfigProblem::Tls {
                 untrusted,
-                detail: crate::engine::policy::truncate(&t.to_string(), 160),
+                detail: crate::engine::text::truncate(&t.to_string(), 160),
             });
         }
     }
@@ -583,7 +583,7 @@ pub fn error_kind(e: &reqwest::Error) -> String {
         return "timed out".into();
     }
     let last = chain(e).last().map(|c| c.to_string()).unwrap_or_default();
-    crate::engine::policy::truncate(&last, 120)
+    crate::engine::text::truncate(&last, 120)
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ use wasmtime::Engine;
 use wasmtime::component::Component;
 
 use super::PolicyError;
+use crate::engine::text::one_line;
 
 /// The engine's compatibility hash, as a short hex string. `DefaultHasher`
 /// with its fixed keys is stable across processes of one build, which is all
@@ -59,7 +60,7 @@ pub fn load(
     }
     let compiled = engine
         .precompile_component(bytes)
-        .map_err(|e| PolicyError::Invalid(super::wasm::one_line(&format!("{e:#}"))))?;
+        .map_err(|e| PolicyError::Invalid(one_line(&format!("{e:#}"))))?;
     if let Err(e) = write_atomic(&path, &compiled) {
         tracing::debug!(error = %e, "the compiled-policy cache could not be written");
     }
@@ -68,6 +69,11 @@ pub fn load(
     let component = unsafe { Component::deserialize(engine, &compiled) }
         .map_err(|e| PolicyError::Invalid(format!("{e:#}")))?;
     Ok((component, false))
+}
+
+/// Compiles in memory, without the cache (no data dir to keep it in).
+pub fn compile(engine: &Engine, bytes: &[u8]) -> Result<Component, PolicyError> {
+    Component::new(engine, bytes).map_err(|e| PolicyError::Invalid(one_line(&format!("{e:#}"))))
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {

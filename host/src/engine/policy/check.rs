@@ -229,7 +229,7 @@ impl HostRef<'_> {
         self.0
             .host
             .call(loaded, items, f)?
-            .map_err(|e| PolicyError::Returned(super::truncate(&e, 200)))
+            .map_err(|e| PolicyError::Returned(crate::engine::text::truncate(&e, 200)))
     }
 }
 

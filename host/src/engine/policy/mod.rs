@@ -29,6 +29,8 @@ use std::sync::mpsc;
 
 use wasmtime::Store;
 
+use crate::engine::text::truncate;
+
 pub use wasm::{
     Alert, BreakerDecision, BreakerInput, Decision, EntryState, FailedSummary, HttpFailure,
     Identity, Level, Operation, Outcome, QueueStats, Rejection, WIT_VERSION, WitVersion,
@@ -371,14 +373,6 @@ fn clamp_alerts(alerts: Vec<Alert>) -> Vec<Alert> {
                 .map(|s| truncate(s, MAX_ACTION_TEXT))
                 .collect(),
         })
-        .collect()
-}
-
-/// At most `max` characters, control characters replaced by spaces.
-pub fn truncate(s: &str, max: usize) -> String {
-    s.chars()
-        .take(max)
-        .map(|c| if c.is_control() { ' ' } else { c })
         .collect()
 }
 

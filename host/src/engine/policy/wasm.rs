@@ -236,7 +236,7 @@ impl Host {
         let hash = hex(&Sha256::digest(bytes));
         let (component, from_cache) = match cache_dir {
             Some(dir) => super::cache::load(&self.engine, bytes, &hash, dir)?,
-            None => (compile(&self.engine, bytes)?, false),
+            None => (super::cache::compile(&self.engine, bytes)?, false),
         };
         let wit = check_version(&self.engine, &component)?;
         let pre = self
@@ -337,24 +337,6 @@ fn first_line(s: &str) -> String {
         .collect()
 }
 
-/// A compile error on one line: wasmtime's messages wrap mid-sentence (a bad
-/// header reads "bad magic number - expected=[" and the bytes on the next
-/// lines), so whitespace runs collapse to one space instead of the text
-/// being cut at the first newline; control characters go, 300 chars at most.
-pub(super) fn one_line(s: &str) -> String {
-    s.split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(300)
-        .collect()
-}
-
-pub(super) fn compile(engine: &Engine, bytes: &[u8]) -> Result<Component, PolicyError> {
-    Component::new(engine, bytes).map_err(|e| PolicyError::Invalid(one_line(&format!("{e:#}"))))
-}
-
 /// The version of the policy interface a component exports, the newest when
 /// it exports several this host loads. A component exporting only another
 /// version is refused, naming the version it exports and those this host
@@ -387,19 +369,4 @@ fn check_version(engine: &Engine, component: &Component) -> Result<WitVersion, P
 
 pub(super) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-#[cfg(test)]
-mod one_line_tests {
-    use super::one_line;
-
-    #[test]
-    fn a_wrapped_message_stays_whole_on_one_line() {
-        let msg = "failed to parse: bad magic number - expected=[\n    0x0,\n    0x61,\n]\tactual=[\x1b\n]";
-        assert_eq!(
-            one_line(msg),
-            "failed to parse: bad magic number - expected=[ 0x0, 0x61, ] actual=[ ]"
-        );
-        assert_eq!(one_line(&"x ".repeat(1000)).chars().count(), 300);
-    }
 }

@@ -59,7 +59,7 @@ fn check_name(what: &str, s: &str) -> Result<String, StoreError> {
     if t.is_empty() || t.len() > MAX_NAME_LEN || t.chars().any(char::is_control) {
         return Err(invalid(format!(
             "{what} `{}` must be 1 to {MAX_NAME_LEN} bytes of text",
-            crate::engine::policy::truncate(s, 40)
+            crate::engine::text::truncate(s, 40)
         )));
     }
     Ok(t.to_string())
@@ -116,7 +116,7 @@ pub fn graph_input(metadata: &Value) -> Result<GraphInput, StoreError> {
 pub fn observation(content: &str, id: &str, created_at: i64) -> String {
     format!(
         "{content} (mq:{id}, {})",
-        crate::engine::mem0::rfc3339(created_at)
+        crate::engine::text::rfc3339(created_at)
     )
 }
 

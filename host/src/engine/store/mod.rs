@@ -947,7 +947,7 @@ fn classify_open(path: &Path, e: rusqlite::Error) -> StoreError {
 
 /// Truncates an error text for `last_error`.
 pub fn short_error(s: &str) -> String {
-    crate::engine::policy::truncate(s, MAX_ERROR_TEXT)
+    crate::engine::text::truncate(s, MAX_ERROR_TEXT)
 }
 
 #[cfg(test)]

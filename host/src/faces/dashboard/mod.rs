@@ -37,8 +37,9 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use crate::engine::app::App;
-use crate::engine::mem0::{Reachability, rfc3339};
+use crate::engine::mem0::Reachability;
 use crate::engine::store::{Counts, EntryView, State};
+use crate::engine::text::rfc3339;
 use crate::engine::worker::Settings;
 use crate::faces::mcp::reachability_text;
 
