@@ -209,20 +209,3 @@ pub fn queue_stats(s: &Stats, now_ms: i64) -> QueueStats {
         unreachable_for_ms: age(s.unreachable_since),
     }
 }
-
-/// An alert as JSON for tool replies and `status --json`.
-pub fn alert_json(a: &Alert) -> serde_json::Value {
-    serde_json::json!({
-        "level": level_name(a),
-        "code": a.code,
-        "message": a.message,
-        "actions": a.actions,
-    })
-}
-
-pub fn level_name(a: &Alert) -> &'static str {
-    match a.level {
-        policy::Level::Warning => "warning",
-        policy::Level::Critical => "critical",
-    }
-}

@@ -1,19 +1,24 @@
-//! The state of the queue at a glance, for `mem0_queue_status`, `mem0-queue
-//! status` (text or JSON) and its monitoring exit codes.
+//! The state of the queue at a glance: the one status model that
+//! `mem0-queue status` (text or JSON), the `mem0_queue_status` tool and the
+//! dashboard render. It gathers and words; it picks no exit code: its
+//! verdict is a [`Severity`], which each face turns into its own terms.
 
 use serde_json::{Value, json};
 
-use crate::engine::app::{App, alert_json, level_name};
+use crate::engine::app::App;
 use crate::engine::mem0::Reachability;
 use crate::engine::policy::{Alert, Level, PolicyInfo};
 use crate::engine::store::{Stats, StoreError};
-use crate::faces::mcp::reachability_text;
 
-/// Monitoring exit codes (the Nagios convention).
-pub const EXIT_OK: u8 = 0;
-pub const EXIT_WARNING: u8 = 1;
-pub const EXIT_CRITICAL: u8 = 2;
-pub const EXIT_UNKNOWN: u8 = 3;
+/// How the queue is doing, in the monitoring convention's four levels: the
+/// most severe alert's level, or `Unknown` when the queue cannot be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    Ok,
+    Warning,
+    Critical,
+    Unknown,
+}
 
 pub struct StatusReport {
     pub stats: Stats,
@@ -81,17 +86,19 @@ fn human_secs(s: u64) -> String {
 }
 
 impl StatusReport {
-    /// The monitoring exit code: the most severe alert.
-    pub fn exit_code(&self) -> u8 {
+    /// The most severe alert's level.
+    pub fn severity(&self) -> Severity {
         if self.alerts.iter().any(|a| a.level == Level::Critical) {
-            EXIT_CRITICAL
+            Severity::Critical
         } else if self.alerts.is_empty() {
-            EXIT_OK
+            Severity::Ok
         } else {
-            EXIT_WARNING
+            Severity::Warning
         }
     }
 
+    /// The report as JSON, without the exit code, which is the command
+    /// line's to give (`faces::cli::exit::status_json` adds it).
     pub fn json(&self) -> Value {
         let s = &self.stats;
         json!({
@@ -131,7 +138,6 @@ impl StatusReport {
                 "worker_log": self.log,
                 "config_file": self.config_file,
             },
-            "exit_code": self.exit_code(),
         })
     }
 
@@ -225,5 +231,37 @@ impl StatusReport {
             self.config_file.as_deref().unwrap_or("(none)")
         ));
         out
+    }
+}
+
+/// Mem0 reachability in words.
+pub fn reachability_text(r: &Reachability) -> String {
+    match r {
+        Reachability::NotConfigured => "not configured (saves queue up locally)".into(),
+        Reachability::Reachable => "reachable".into(),
+        Reachability::AuthRejected { http_status } => {
+            format!("reachable, but the API key is rejected (HTTP {http_status})")
+        }
+        Reachability::Misconfigured { problem } => {
+            format!("MISCONFIGURED: {}", problem.describe())
+        }
+        Reachability::Unreachable { error } => format!("unreachable ({error})"),
+    }
+}
+
+/// An alert as JSON for tool replies and `status --json`.
+pub fn alert_json(a: &Alert) -> serde_json::Value {
+    serde_json::json!({
+        "level": level_name(a),
+        "code": a.code,
+        "message": a.message,
+        "actions": a.actions,
+    })
+}
+
+pub fn level_name(a: &Alert) -> &'static str {
+    match a.level {
+        Level::Warning => "warning",
+        Level::Critical => "critical",
     }
 }

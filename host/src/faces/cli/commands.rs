@@ -16,9 +16,9 @@ use crate::engine::mem0::ClientError;
 use crate::engine::paths::Paths;
 use crate::engine::store::{State, Store};
 use crate::engine::worker::{Settings, Stop};
-use crate::faces::cli::{EXIT_CONFIG, EXIT_DATAERR, EXIT_TEMPFAIL};
+use crate::faces::cli::exit;
 use crate::faces::mcp::Mem0QueueServer;
-use crate::features::status::EXIT_UNKNOWN;
+use crate::features::status::Severity;
 
 /// Worker threads of the async runtime. Two: the work is I/O bound, and
 /// the machine this runs on is a laptop shared with an editor.
@@ -136,7 +136,7 @@ pub fn sync(app: App, max_duration: Option<Duration>) -> anyhow::Result<ExitCode
                 _ => "",
             };
             eprintln!("mem0-queue: error: {e}{hint}");
-            return Ok(ExitCode::from(EXIT_CONFIG));
+            return Ok(exit::config());
         }
     };
     let tty = std::io::stderr().is_terminal();
@@ -188,22 +188,7 @@ pub fn sync(app: App, max_duration: Option<Duration>) -> anyhow::Result<ExitCode
             eprintln!("  {}. {step}", i + 1);
         }
     }
-    Ok(ExitCode::from(sync_exit_code(&report)))
-}
-
-/// `sync`'s exit code: a configuration problem first (nothing will move
-/// until a person fixes it), then entries the server rejected in this run,
-/// then entries that remain; 0 only when the queue is drained.
-pub fn sync_exit_code(r: &crate::engine::worker::RunReport) -> u8 {
-    if r.stopped == Some(Stop::Config) {
-        EXIT_CONFIG
-    } else if r.dead > 0 {
-        EXIT_DATAERR
-    } else if r.remaining > 0 {
-        EXIT_TEMPFAIL
-    } else {
-        0
-    }
+    Ok(exit::sync(&report))
 }
 
 /// How often `sync`'s progress bar reads the queue's counts.
@@ -285,7 +270,7 @@ pub fn status(
             if json {
                 println!(
                     "{}",
-                    serde_json::json!({"status": "unknown", "error": e.to_string(), "exit_code": EXIT_UNKNOWN})
+                    serde_json::json!({"status": "unknown", "error": e.to_string(), "exit_code": exit::status_code(Severity::Unknown)})
                 );
             } else {
                 println!(
@@ -293,7 +278,7 @@ pub fn status(
                     paths.db().display()
                 );
             }
-            return Ok(ExitCode::from(EXIT_UNKNOWN));
+            return Ok(exit::status(Severity::Unknown));
         }
     };
     let report = runtime()?.block_on(crate::features::status::gather(&app, probe));
@@ -301,16 +286,20 @@ pub fn status(
         Ok(r) => r,
         Err(e) => {
             println!("UNKNOWN: cannot read the queue: {e}");
-            return Ok(ExitCode::from(EXIT_UNKNOWN));
+            return Ok(exit::status(Severity::Unknown));
         }
     };
     let mut out = std::io::stdout().lock();
     if json {
-        writeln!(out, "{}", serde_json::to_string_pretty(&report.json())?)?;
+        writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&exit::status_json(&report))?
+        )?;
     } else {
         out.write_all(report.text().as_bytes())?;
     }
-    Ok(ExitCode::from(report.exit_code()))
+    Ok(exit::status(report.severity()))
 }
 
 /// `mem0-queue list`.
@@ -429,7 +418,7 @@ pub fn graph(app: App, command: &crate::faces::cli::GraphCommand) -> anyhow::Res
             ),
             None if matches!(command, crate::faces::cli::GraphCommand::Mirror) => {
                 eprintln!("mem0-queue: no graph_jsonl is configured; nothing to mirror");
-                return Ok(ExitCode::from(EXIT_CONFIG));
+                return Ok(exit::config());
             }
             None => {}
         }

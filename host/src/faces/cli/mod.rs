@@ -2,6 +2,7 @@
 //! printed, with their whole cause chain, on stderr.
 
 pub mod commands;
+pub mod exit;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -15,18 +16,6 @@ use crate::engine::config::{self, ProcessEnv, Resolved};
 use crate::engine::paths::Paths;
 use crate::engine::policy::{self, PolicySource, Runtime};
 use crate::engine::store::{State, Store};
-
-/// Exit code of `sync` when entries remain undelivered (sysexits' EX_TEMPFAIL).
-pub const EXIT_TEMPFAIL: u8 = 75;
-
-/// Exit code for a configuration error (sysexits' EX_CONFIG): no server
-/// configured, or a run stopped on a configuration problem (a redirect, a
-/// login page, a wrong URL or API kind, a rejected key, untrusted TLS).
-pub const EXIT_CONFIG: u8 = 78;
-
-/// Exit code of `sync` when the server rejected entries in this run, which
-/// went to `dead` (sysexits' EX_DATAERR): they need a person.
-pub const EXIT_DATAERR: u8 = 65;
 
 /// `sync`'s default time bound: the 10-minute schedule's period minus a
 /// minute, so a run never overlaps the next one and a hung server cannot
@@ -252,24 +241,12 @@ pub fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            if is_broken_pipe(&e) {
-                return ExitCode::SUCCESS;
+            if !exit::is_broken_pipe(&e) {
+                eprintln!("mem0-queue: error: {e:#}");
             }
-            eprintln!("mem0-queue: error: {e:#}");
-            if e.downcast_ref::<config::ConfigError>().is_some() {
-                ExitCode::from(EXIT_CONFIG)
-            } else {
-                ExitCode::FAILURE
-            }
+            exit::error(&e)
         }
     }
-}
-
-fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        c.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-    })
 }
 
 /// Logs go to stderr, never stdout (stdout is MCP's in `serve`). The level
@@ -506,7 +483,7 @@ fn policy_command(
                         .map(|p| p.display().to_string())
                         .unwrap_or_else(|| "the embedded default".into());
                     eprintln!("mem0-queue: policy {shown} is not usable: {e}");
-                    Ok(ExitCode::from(2))
+                    Ok(exit::policy(false))
                 }
             }
         }
@@ -555,11 +532,7 @@ fn policy_command(
                     )?;
                 }
             }
-            Ok(if info.broken.is_some() {
-                ExitCode::from(2)
-            } else {
-                ExitCode::SUCCESS
-            })
+            Ok(exit::policy(info.broken.is_none()))
         }
     }
 }

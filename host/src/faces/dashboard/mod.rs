@@ -41,7 +41,7 @@ use crate::engine::mem0::Reachability;
 use crate::engine::store::{Counts, EntryView, State};
 use crate::engine::text::rfc3339;
 use crate::engine::worker::Settings;
-use crate::faces::mcp::reachability_text;
+use crate::features::status::reachability_text;
 
 const INDEX_HTML: &str = include_str!("index.html");
 const APP_JS: &str = include_str!("app.js");

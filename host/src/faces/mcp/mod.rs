@@ -24,9 +24,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
-use crate::engine::app::{App, alert_json};
-use crate::engine::mem0::Reachability;
+use crate::engine::app::App;
 use crate::engine::store::{NewEntry, Origin, RECENT_MAX, StoreError};
+use crate::faces::cli::exit;
+use crate::features::status::alert_json;
 
 /// Arguments of `mem0_save`.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -468,7 +469,7 @@ impl Mem0QueueServer {
                 );
             }
         };
-        reply(report.text(), report.json(), false)
+        reply(report.text(), exit::status_json(&report), false)
     }
 
     async fn recent(&self, raw: JsonObject) -> CallToolResult {
@@ -526,21 +527,6 @@ fn store_reason(e: &StoreError) -> String {
         StoreError::ReadOnly => "the data dir is read-only".into(),
         StoreError::Busy => "the queue database is locked by another process".into(),
         other => other.to_string(),
-    }
-}
-
-/// Mem0 reachability in words.
-pub fn reachability_text(r: &Reachability) -> String {
-    match r {
-        Reachability::NotConfigured => "not configured (saves queue up locally)".into(),
-        Reachability::Reachable => "reachable".into(),
-        Reachability::AuthRejected { http_status } => {
-            format!("reachable, but the API key is rejected (HTTP {http_status})")
-        }
-        Reachability::Misconfigured { problem } => {
-            format!("MISCONFIGURED: {}", problem.describe())
-        }
-        Reachability::Unreachable { error } => format!("unreachable ({error})"),
     }
 }
 
