@@ -1,18 +1,18 @@
-//! `mem0-queue doctor`: checks the installation and prints one line per
-//! check, `OK`, `WARN` or `FAIL`, with the fix to apply under each FAIL or
-//! WARN. Exit 0 when nothing FAILs, 1 otherwise. It reads and probes; it
-//! writes nothing (not even the data dir).
+//! `mem0-queue doctor`: checks the installation, one [`Check`] per check,
+//! `OK`, `WARN` or `FAIL`, with the fix to apply for each FAIL or WARN. The
+//! command line prints them, one line each, and exits 0 when nothing FAILs,
+//! 1 otherwise. It reads and probes; it writes nothing (not even the data
+//! dir).
 
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::engine::config::{ApiKind, Env, ProcessEnv, Resolved, Source};
 use crate::engine::mem0::{Client, ConfigProblem, Reachability};
 use crate::engine::paths::Paths;
 use crate::engine::policy::{PolicySource, Runtime};
+use crate::ops::Invocation;
 use crate::ops::install::{self, ClaudeFiles, Doc};
 use crate::ops::schedule::{self, Files, ToolRun};
 
@@ -69,8 +69,9 @@ fn mode(p: &Path) -> Option<u32> {
         .map(|m| m.permissions().mode() & 0o777)
 }
 
-/// `mem0-queue doctor`.
-pub fn run(resolved: &Resolved, paths: &Paths) -> anyhow::Result<ExitCode> {
+/// `mem0-queue doctor`: every check, in the order they are shown.
+pub fn run(inv: &Invocation) -> Vec<Check> {
+    let (resolved, paths) = (&inv.resolved, &inv.paths);
     let mut checks = Vec::new();
     config_checks(resolved, &mut checks);
     data_checks(paths, &mut checks);
@@ -79,27 +80,7 @@ pub fn run(resolved: &Resolved, paths: &Paths) -> anyhow::Result<ExitCode> {
     checks.push(schedule_check());
     claude_checks(&mut checks);
     seed_check(&mut checks);
-
-    let mut out = std::io::stdout().lock();
-    for c in &checks {
-        let tag = match c.verdict {
-            Verdict::Ok => "OK  ",
-            Verdict::Warn => "WARN",
-            Verdict::Fail => "FAIL",
-        };
-        writeln!(out, "{tag} {}: {}", c.name, c.detail)?;
-        if let Some(fix) = &c.fix {
-            writeln!(out, "     fix: {fix}")?;
-        }
-    }
-    let failed = checks.iter().filter(|c| c.verdict == Verdict::Fail).count();
-    if failed == 0 {
-        writeln!(out, "all checks passed")?;
-        Ok(ExitCode::SUCCESS)
-    } else {
-        writeln!(out, "{failed} check(s) failed")?;
-        Ok(ExitCode::FAILURE)
-    }
+    checks
 }
 
 fn config_checks(r: &Resolved, checks: &mut Vec<Check>) {

@@ -11,14 +11,12 @@
 use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
-use std::process::{Command, ExitCode, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use crate::engine::config::Resolved;
-use crate::engine::paths::Paths;
 use crate::engine::worker::log::WorkerLog;
-use crate::faces::cli::Cli;
+use crate::ops::Invocation;
 
 /// How long the hook waits for its JSON input.
 pub const STDIN_TIMEOUT: Duration = Duration::from_millis(300);
@@ -28,13 +26,6 @@ const MAX_INPUT: u64 = 1 << 20;
 
 /// How long the detached sync may run.
 pub const SYNC_MAX_DURATION: &str = "10m";
-
-/// Which hook event.
-#[derive(clap::Subcommand, Debug, Clone, Copy)]
-pub enum Event {
-    /// Claude Code's SessionEnd: start a detached `sync` and return at once.
-    SessionEnd,
-}
 
 /// Reads stdin for at most `timeout`; `None` if nothing complete arrived.
 /// The reading thread is left behind when stdin stays open: the process
@@ -64,23 +55,34 @@ fn clean(v: Option<&serde_json::Value>) -> String {
     if s.is_empty() { "?".into() } else { s }
 }
 
+/// What the hook did, for the command line to report.
+#[derive(Debug)]
+pub enum Outcome {
+    /// No Mem0 server is configured: logged, nothing started.
+    NotConfigured,
+    /// A detached `sync` runs, with this pid.
+    Started(u32),
+    /// The `sync` could not be started (logged too).
+    CannotStart(std::io::Error),
+}
+
 /// The global flags given to this process, for the child.
-fn passthrough(cli: &Cli) -> Vec<String> {
+fn passthrough(inv: &Invocation) -> Vec<String> {
     let mut args = Vec::new();
     let abs = crate::ops::install::absolute;
-    if let Some(c) = &cli.config {
+    if let Some(c) = &inv.config {
         args.push("--config".into());
         args.push(abs(c).display().to_string());
     }
-    if let Some(d) = &cli.data_dir {
+    if let Some(d) = &inv.data_dir {
         args.push("--data-dir".into());
         args.push(abs(d).display().to_string());
     }
-    if let Some(p) = &cli.policy {
+    if let Some(p) = &inv.policy {
         args.push("--policy".into());
         args.push(abs(p).display().to_string());
     }
-    for (k, v) in &cli.set {
+    for (k, v) in &inv.set {
         args.push("--set".into());
         args.push(format!("{k}={v}"));
     }
@@ -89,7 +91,8 @@ fn passthrough(cli: &Cli) -> Vec<String> {
 
 /// `mem0-queue hook session-end`.
 #[allow(unsafe_code)]
-pub fn session_end(cli: &Cli, resolved: &Resolved, paths: &Paths) -> anyhow::Result<ExitCode> {
+pub fn session_end(inv: &Invocation) -> anyhow::Result<Outcome> {
+    let (resolved, paths) = (&inv.resolved, &inv.paths);
     let input = read_stdin(STDIN_TIMEOUT);
     let json: serde_json::Value = input
         .as_deref()
@@ -105,7 +108,7 @@ pub fn session_end(cli: &Cli, resolved: &Resolved, paths: &Paths) -> anyhow::Res
             "hook session-end: session {session} ({reason}); no Mem0 server configured (api_url), \
              entries stay queued"
         ));
-        return Ok(ExitCode::SUCCESS);
+        return Ok(Outcome::NotConfigured);
     }
 
     let open_log = || {
@@ -121,7 +124,7 @@ pub fn session_end(cli: &Cli, resolved: &Resolved, paths: &Paths) -> anyhow::Res
     };
     let exe = std::env::current_exe()?;
     let mut cmd = Command::new(exe);
-    cmd.args(passthrough(cli))
+    cmd.args(passthrough(inv))
         .args(["sync", "--max-duration", SYNC_MAX_DURATION])
         .stdin(Stdio::null())
         .stdout(stdout)
@@ -145,15 +148,15 @@ pub fn session_end(cli: &Cli, resolved: &Resolved, paths: &Paths) -> anyhow::Res
                 "hook session-end: session {session} ({reason}); started sync (pid {})",
                 child.id()
             ));
+            let pid = child.id();
             drop(child);
-            Ok(ExitCode::SUCCESS)
+            Ok(Outcome::Started(pid))
         }
         Err(e) => {
             log.line(&format!(
                 "hook session-end: session {session} ({reason}); cannot start sync: {e}"
             ));
-            eprintln!("mem0-queue: cannot start a background sync: {e}");
-            Ok(ExitCode::FAILURE)
+            Ok(Outcome::CannotStart(e))
         }
     }
 }

@@ -11,19 +11,17 @@
 //! replaced atomically (temp file + rename, mode kept, through a symlink to
 //! its target). `--dry-run` prints the diff and writes nothing.
 //!
-//! The shared helpers ([`Invocation`], [`write_file`], [`backup`],
+//! The shared helpers ([`InstalledCommand`], [`write_file`], [`backup`],
 //! [`print_diff`], [`shell_quote`]) serve `schedule` and `doctor` too.
 
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 
 use crate::engine::config::{Env, ProcessEnv, Resolved, Source};
-use crate::engine::paths::Paths;
-use crate::faces::cli::Cli;
+use crate::ops::Invocation;
 
 /// The name of our MCP server in Claude Code's config.
 pub const MCP_NAME: &str = "mem0-queue";
@@ -34,35 +32,13 @@ pub const HOOK_TIMEOUT_S: u64 = 5;
 /// The hook subcommand; also how our hook entries are recognised.
 pub const HOOK_ARGS: &str = "hook session-end";
 
-/// Where `install claude-code` / `uninstall claude-code` go.
-#[derive(clap::Subcommand, Debug, Clone, Copy)]
-pub enum Target {
-    /// Claude Code: the MCP server (user scope, ~/.claude.json) and the
-    /// SessionEnd hook (~/.claude/settings.json).
-    ClaudeCode {
-        /// Print what would change, write nothing.
-        #[arg(long)]
-        dry_run: bool,
-    },
-    /// The schedule that runs `mem0-queue sync` every 10 minutes: a systemd
-    /// user timer (Linux) or a launchd agent (macOS).
-    Schedule {
-        /// Print a crontab line to add by hand instead, and write nothing.
-        #[arg(long)]
-        cron: bool,
-        /// Print what would change, write nothing.
-        #[arg(long)]
-        dry_run: bool,
-    },
-}
-
 // ---------------------------------------------------------------------------
 // How the installed entries start this binary.
 
 /// The command that installed entries run: this binary's absolute path and
 /// the global flags that locate the same config and data dir.
 #[derive(Debug, Clone)]
-pub struct Invocation {
+pub struct InstalledCommand {
     pub exe: PathBuf,
     /// `--config PATH`, `--data-dir DIR`, `--policy WASM` when they differ
     /// from what a bare run (cron, Claude Code) would find on its own.
@@ -70,11 +46,12 @@ pub struct Invocation {
     pub data_dir: PathBuf,
 }
 
-impl Invocation {
+impl InstalledCommand {
     /// This binary and the flags that make a run started by Claude Code,
     /// systemd, launchd or cron find the same config and queue as this one.
     /// Secrets (`--set api_key=…`) are never carried into a command line.
-    pub fn current(cli: &Cli, resolved: &Resolved, paths: &Paths) -> anyhow::Result<Self> {
+    pub fn current(inv: &Invocation) -> anyhow::Result<Self> {
+        let (resolved, paths) = (&inv.resolved, &inv.paths);
         let exe = std::env::current_exe().context("cannot find this program's own path")?;
         let exe = exe.canonicalize().unwrap_or(exe);
         let home = ProcessEnv.var("HOME").map(PathBuf::from);
@@ -83,11 +60,11 @@ impl Invocation {
         let default_config = home
             .as_ref()
             .map(|h| h.join(".config/mem0-queue/config.toml"));
-        let config = crate::engine::config::config_path(&ProcessEnv, cli.config.as_deref());
+        let config = crate::engine::config::config_path(&ProcessEnv, inv.config.as_deref());
         if let Some(c) = config {
             // A path given by flag exists (the config would not resolve
             // otherwise); any other is carried only when the file exists.
-            if Some(&c) != default_config.as_ref() && (cli.config.is_some() || c.exists()) {
+            if Some(&c) != default_config.as_ref() && (inv.config.is_some() || c.exists()) {
                 global.push("--config".into());
                 global.push(absolute(&c).display().to_string());
             }
@@ -234,12 +211,15 @@ impl ClaudeFiles {
 }
 
 /// Our MCP server entry.
-fn mcp_entry(inv: &Invocation) -> Doc {
-    let mut args = inv.global.clone();
+fn mcp_entry(installed: &InstalledCommand) -> Doc {
+    let mut args = installed.global.clone();
     args.push("serve".into());
     Doc::Object(vec![
         ("type".into(), Doc::String("stdio".into())),
-        ("command".into(), Doc::String(inv.exe.display().to_string())),
+        (
+            "command".into(),
+            Doc::String(installed.exe.display().to_string()),
+        ),
         (
             "args".into(),
             Doc::Array(args.into_iter().map(Doc::String).collect()),
@@ -249,8 +229,8 @@ fn mcp_entry(inv: &Invocation) -> Doc {
 }
 
 /// The hook command line.
-pub fn hook_command(inv: &Invocation) -> String {
-    inv.shell(&["hook", "session-end"])
+pub fn hook_command(installed: &InstalledCommand) -> String {
+    installed.shell(&["hook", "session-end"])
 }
 
 /// Whether a hook object is ours (whatever path the binary had then).
@@ -456,17 +436,16 @@ pub fn installed_mcp(root: &Doc) -> Option<&Doc> {
     root.get("mcpServers").and_then(|s| s.get(MCP_NAME))
 }
 
-/// `mem0-queue install claude-code` and `uninstall claude-code`.
+/// `mem0-queue install claude-code` and `uninstall claude-code`: edits
+/// Claude Code's two files and writes what it did to `out`.
 pub fn claude_code(
-    cli: &Cli,
-    resolved: &Resolved,
-    paths: &Paths,
+    inv: &Invocation,
     install: bool,
     dry_run: bool,
-) -> anyhow::Result<ExitCode> {
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
     let files = ClaudeFiles::locate(&ProcessEnv)?;
-    let inv = Invocation::current(cli, resolved, paths)?;
-    let mut out = std::io::stdout().lock();
+    let installed = InstalledCommand::current(inv)?;
     let stamp = unix_now();
     let verb = if install { "install" } else { "uninstall" };
     writeln!(
@@ -479,8 +458,8 @@ pub fn claude_code(
         }
     )?;
 
-    let entry = mcp_entry(&inv);
-    let hook = hook_command(&inv);
+    let entry = mcp_entry(&installed);
+    let hook = hook_command(&installed);
     let mut any = false;
 
     let would = |done: &str, future: &str| {
@@ -570,14 +549,14 @@ pub fn claude_code(
                 files.settings.display()
             )?;
         }
-        for n in env_only_notes(resolved) {
+        for n in env_only_notes(&inv.resolved) {
             writeln!(out, "{n}")?;
         }
-        if let Some(n) = inv.build_dir_note() {
+        if let Some(n) = installed.build_dir_note() {
             writeln!(out, "{n}")?;
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------

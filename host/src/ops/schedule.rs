@@ -16,15 +16,14 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
 use crate::engine::config::{Env, ProcessEnv, Resolved};
-use crate::engine::paths::Paths;
-use crate::faces::cli::Cli;
-use crate::ops::install::{self, Invocation};
+use crate::ops::Invocation;
+use crate::ops::install::{self, InstalledCommand};
 
 /// The systemd units' base name.
 pub const UNIT: &str = "mem0-queue-sync";
@@ -98,8 +97,8 @@ fn xml(s: &str) -> String {
 }
 
 /// The systemd service unit.
-pub fn service_unit(inv: &Invocation) -> String {
-    let exec = inv
+pub fn service_unit(installed: &InstalledCommand) -> String {
+    let exec = installed
         .argv(&["sync", "--max-duration", MAX_RUN])
         .iter()
         .map(|w| systemd_word(w))
@@ -138,13 +137,13 @@ pub fn timer_unit() -> String {
 }
 
 /// The launchd agent.
-pub fn launchd_plist(inv: &Invocation) -> String {
-    let args = inv
+pub fn launchd_plist(installed: &InstalledCommand) -> String {
+    let args = installed
         .argv(&["sync", "--max-duration", MAX_RUN])
         .iter()
         .map(|a| format!("    <string>{}</string>\n", xml(a)))
         .collect::<String>();
-    let log = xml(&inv.worker_log().display().to_string());
+    let log = xml(&installed.worker_log().display().to_string());
     format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
          <!DOCTYPE plist PUBLIC \"-//Apple//DTD PLIST 1.0//EN\" \"http://www.apple.com/DTDs/PropertyList-1.0.dtd\">\n\
@@ -173,9 +172,9 @@ pub fn launchd_plist(inv: &Invocation) -> String {
 }
 
 /// The crontab line (cron's `%` is special: escaped).
-pub fn cron_line(inv: &Invocation) -> String {
-    let cmd = inv.shell(&["sync", "--max-duration", MAX_RUN]);
-    let log = install::shell_quote(&inv.worker_log().display().to_string());
+pub fn cron_line(installed: &InstalledCommand) -> String {
+    let cmd = installed.shell(&["sync", "--max-duration", MAX_RUN]);
+    let log = install::shell_quote(&installed.worker_log().display().to_string());
     format!("*/10 * * * * {cmd} >> {log} 2>&1").replace('%', "\\%")
 }
 
@@ -275,17 +274,16 @@ pub fn systemd_usable() -> bool {
 
 /// `mem0-queue install schedule` and `uninstall schedule`.
 pub fn command(
-    cli: &Cli,
-    resolved: &Resolved,
-    paths: &Paths,
+    inv: &Invocation,
     install: bool,
     cron: bool,
     dry_run: bool,
-) -> anyhow::Result<ExitCode> {
-    let inv = Invocation::current(cli, resolved, paths)?;
-    let mut out = std::io::stdout().lock();
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let installed = InstalledCommand::current(inv)?;
+    let resolved = &inv.resolved;
     if cron {
-        return print_cron(&inv, resolved, install, &mut out);
+        return print_cron(&installed, resolved, install, out);
     }
     let files = Files::locate(&ProcessEnv)?;
     let verb = if install { "install" } else { "uninstall" };
@@ -300,10 +298,10 @@ pub fn command(
     )?;
     let wanted: Vec<(PathBuf, String)> = match &files {
         Files::Systemd { service, timer } => vec![
-            (service.clone(), service_unit(&inv)),
+            (service.clone(), service_unit(&installed)),
             (timer.clone(), timer_unit()),
         ],
-        Files::Launchd { plist } => vec![(plist.clone(), launchd_plist(&inv))],
+        Files::Launchd { plist } => vec![(plist.clone(), launchd_plist(&installed))],
     };
     let stamp = install::unix_now();
     let mut changed = false;
@@ -347,7 +345,7 @@ pub fn command(
                     .as_deref()
                     .map(|b| String::from_utf8_lossy(b).into_owned())
                     .unwrap_or_default();
-                install::print_diff(&mut out, path, &old, text)?;
+                install::print_diff(out, path, &old, text)?;
                 continue;
             }
             if current.is_some() {
@@ -370,7 +368,7 @@ pub fn command(
             if dry_run {
                 writeln!(out, "  {}: would be removed", path.display())?;
             } else {
-                install::remove_file(path, text.as_bytes(), stamp, &mut out)?;
+                install::remove_file(path, text.as_bytes(), stamp, out)?;
                 writeln!(out, "  {}: removed", path.display())?;
             }
         } else {
@@ -387,12 +385,12 @@ pub fn command(
                 "nothing to change"
             }
         )?;
-        return Ok(ExitCode::SUCCESS);
+        return Ok(());
     }
     match &files {
-        Files::Systemd { .. } if install => systemd_activate(changed, &mut out)?,
-        Files::Systemd { .. } => systemd_deactivate(changed, disabled, &mut out)?,
-        Files::Launchd { plist } => launchd_activate(install, changed, plist, &mut out)?,
+        Files::Systemd { .. } if install => systemd_activate(changed, out)?,
+        Files::Systemd { .. } => systemd_deactivate(changed, disabled, out)?,
+        Files::Launchd { plist } => launchd_activate(install, changed, plist, out)?,
     }
     if install {
         if let Some((_, seed)) = crontab_lines() {
@@ -407,20 +405,20 @@ pub fn command(
         for n in install::env_only_notes(resolved) {
             writeln!(out, "{n}")?;
         }
-        if let Some(n) = inv.build_dir_note() {
+        if let Some(n) = installed.build_dir_note() {
             writeln!(out, "{n}")?;
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 fn print_cron(
-    inv: &Invocation,
+    installed: &InstalledCommand,
     resolved: &Resolved,
     install: bool,
     out: &mut dyn Write,
-) -> anyhow::Result<ExitCode> {
-    let line = cron_line(inv);
+) -> anyhow::Result<()> {
+    let line = cron_line(installed);
     if install {
         writeln!(
             out,
@@ -451,7 +449,7 @@ fn print_cron(
             )?;
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 fn systemd_activate(changed: bool, out: &mut dyn Write) -> anyhow::Result<()> {
@@ -611,8 +609,8 @@ fn first_line(s: &str) -> &str {
 mod tests {
     use super::*;
 
-    fn inv(exe: &str) -> Invocation {
-        Invocation {
+    fn installed(exe: &str) -> InstalledCommand {
+        InstalledCommand {
             exe: PathBuf::from(exe),
             global: vec!["--data-dir".into(), "/d/q 1".into()],
             data_dir: PathBuf::from("/d/q 1"),
@@ -621,7 +619,7 @@ mod tests {
 
     #[test]
     fn units_quote_their_words() {
-        let s = service_unit(&inv("/opt/mem0-queue"));
+        let s = service_unit(&installed("/opt/mem0-queue"));
         assert!(
             s.contains("ExecStart=/opt/mem0-queue --data-dir \"/d/q 1\" sync --max-duration 9m\n"),
             "{s}"
@@ -632,7 +630,7 @@ mod tests {
 
     #[test]
     fn cron_line_escapes_percent() {
-        let l = cron_line(&inv("/opt/a%b/mem0-queue"));
+        let l = cron_line(&installed("/opt/a%b/mem0-queue"));
         assert!(
             l.starts_with("*/10 * * * * /opt/a\\%b/mem0-queue --data-dir '/d/q 1' sync"),
             "{l}"
@@ -642,7 +640,7 @@ mod tests {
 
     #[test]
     fn plist_escapes_xml() {
-        let p = launchd_plist(&inv("/Apps/a&b/mem0-queue"));
+        let p = launchd_plist(&installed("/Apps/a&b/mem0-queue"));
         assert!(
             p.contains("<string>/Apps/a&amp;b/mem0-queue</string>"),
             "{p}"

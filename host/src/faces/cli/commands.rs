@@ -396,9 +396,12 @@ pub fn search(
 }
 
 /// `mem0-queue graph import|mirror`.
-pub fn graph(app: App, command: &crate::faces::cli::GraphCommand) -> anyhow::Result<ExitCode> {
+pub fn graph(
+    app: App,
+    command: &crate::faces::cli::args::GraphCommand,
+) -> anyhow::Result<ExitCode> {
     runtime()?.block_on(async {
-        if let crate::faces::cli::GraphCommand::Import { path } = command {
+        if let crate::faces::cli::args::GraphCommand::Import { path } = command {
             let g = crate::features::graph::parse_jsonl(path)?;
             let now = app.clock.now_ms();
             let (e, o, r) = app.store.run(move |s| s.graph_import(&g, now)).await?;
@@ -416,7 +419,7 @@ pub fn graph(app: App, command: &crate::faces::cli::GraphCommand) -> anyhow::Res
                 m.observations_added,
                 m.relations_added
             ),
-            None if matches!(command, crate::faces::cli::GraphCommand::Mirror) => {
+            None if matches!(command, crate::faces::cli::args::GraphCommand::Mirror) => {
                 eprintln!("mem0-queue: no graph_jsonl is configured; nothing to mirror");
                 return Ok(exit::config());
             }
