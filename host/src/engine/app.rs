@@ -23,8 +23,6 @@ pub enum AppError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Policy(#[from] PolicyError),
-    #[error(transparent)]
-    Graph(#[from] crate::features::graph::GraphError),
 }
 
 pub struct App {
@@ -145,21 +143,6 @@ impl App {
             .ok()
             .flatten()
             .and_then(|v| serde_json::from_str(&v).ok())
-    }
-
-    /// Merges the local graph into the configured JSONL file, if any.
-    pub async fn mirror_graph(
-        &self,
-    ) -> Result<Option<crate::features::graph::MirrorReport>, AppError> {
-        let Some(path) = self.config().graph_jsonl.clone() else {
-            return Ok(None);
-        };
-        let graph = self.store.run(|s| s.graph_all()).await?;
-        let report =
-            tokio::task::spawn_blocking(move || crate::features::graph::mirror(&graph, &path))
-                .await
-                .map_err(|e| AppError::Store(StoreError::Task(e.to_string())))??;
-        Ok(Some(report))
     }
 
     pub fn policy_info(&self) -> PolicyInfo {

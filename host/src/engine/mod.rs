@@ -5,7 +5,8 @@
 //! ([`config`]), the data dir ([`paths`]), time ([`clock`]), the text
 //! helpers every layer shares ([`text`]), the policy runtime ([`policy`]),
 //! the SQLite queue ([`store`]), the Mem0 client ([`mem0`]), one delivery
-//! run ([`worker`]) and the parts of one process put together ([`app`]).
+//! run ([`worker`]), the parts of one process put together ([`app`]), and
+//! the delivery loop a long-running process runs ([`service`]).
 //!
 //! May import: the engine only. Nothing here knows the command line, MCP,
 //! the dashboard, or the user's machine outside the data dir.
@@ -27,3 +28,5 @@ pub mod mem0;
 pub mod worker;
 
 pub mod app;
+
+pub mod service;

@@ -5,7 +5,9 @@
 //! - [`mcp`]: the MCP server (stdio), one file per group of tools;
 //! - [`dashboard`]: the local web page;
 //! - [`cli`]: the command line, one file per command or group, and the one
-//!   place errors and outcomes become exit codes (`cli/exit.rs`).
+//!   place errors and outcomes become exit codes (`cli/exit.rs`);
+//! - [`runtime`]: what they share from the process (the async runtime, the
+//!   stop signal).
 //!
 //! May import: every layer.
 
@@ -14,3 +16,5 @@ pub mod mcp;
 pub mod dashboard;
 
 pub mod cli;
+
+pub mod runtime;

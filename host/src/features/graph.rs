@@ -9,19 +9,28 @@
 //!   write holds a lock (`<file>.mem0-queue.lock`), goes through a temp file
 //!   and a rename, and is retried when the file changed while it merged, so
 //!   a write by server-memory itself is not lost.
+//! - [`mirror_configured`] does so for the configured `graph_jsonl`, and
+//!   [`mirror_loop`] after saves while `serve` runs.
 //! - [`parse_jsonl`] reads such a file for `mem0-queue graph import`.
 
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use serde_json::{Value, json};
+use tokio::sync::watch;
 
+use crate::engine::app::App;
+use crate::engine::store::StoreError;
 use crate::engine::store::graph::{Entity, Graph, Relation};
 
 /// How many times a mirror re-merges when the file changes under it.
 const MIRROR_ATTEMPTS: usize = 5;
+
+/// The pause that gathers a burst of saves into one mirror write.
+const MIRROR_DEBOUNCE: Duration = Duration::from_millis(300);
 
 #[derive(Debug, thiserror::Error)]
 pub enum GraphError {
@@ -43,6 +52,9 @@ pub enum GraphError {
     },
     #[error("{path} kept changing while mem0-queue merged into it; try again")]
     Busy { path: PathBuf },
+    /// The local graph could not be read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// What a mirror wrote.
@@ -250,6 +262,42 @@ pub fn parse_jsonl(path: &Path) -> Result<Graph, GraphError> {
         }
     }
     Ok(g)
+}
+
+/// Merges the local graph into the configured JSONL file (`graph_jsonl`),
+/// if any.
+pub async fn mirror_configured(app: &App) -> Result<Option<MirrorReport>, GraphError> {
+    let Some(path) = app.config().graph_jsonl.clone() else {
+        return Ok(None);
+    };
+    let graph = app.store.run(|s| s.graph_all()).await?;
+    let report = tokio::task::spawn_blocking(move || mirror(&graph, &path))
+        .await
+        .map_err(|e| GraphError::Store(StoreError::Task(e.to_string())))??;
+    Ok(Some(report))
+}
+
+/// Keeps the graph JSONL mirror up to date while `serve` runs: after saves,
+/// at most once per [`MIRROR_DEBOUNCE`], and once more at shutdown.
+pub async fn mirror_loop(app: Arc<App>, mut stop: watch::Receiver<bool>) {
+    if app.config().graph_jsonl.is_none() {
+        return;
+    }
+    loop {
+        let stopping = tokio::select! {
+            _ = app.graph_dirty.notified() => false,
+            _ = stop.changed() => true,
+        };
+        if !stopping {
+            tokio::time::sleep(MIRROR_DEBOUNCE).await;
+        }
+        if let Err(e) = mirror_configured(&app).await {
+            tracing::warn!(error = %e, "the graph JSONL mirror failed; it is retried after the next save");
+        }
+        if stopping || *stop.borrow() {
+            return;
+        }
+    }
 }
 
 #[cfg(test)]

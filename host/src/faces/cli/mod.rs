@@ -1,29 +1,41 @@
-//! The command line. The one place where errors become exit codes and are
-//! printed, with their whole cause chain, on stderr.
+//! The command line: parse, set up logging, run one command, and turn its
+//! outcome into an exit code. Errors are printed here, with their whole
+//! cause chain, on stderr.
+//!
+//! - [`args`]: every clap type;
+//! - [`exit`]: the one place outcomes and errors become exit codes;
+//! - one file per command or group: [`serve`], [`sync`], [`status`],
+//!   [`queue`] (list, retry, purge), [`seed`] (import, export), [`search`],
+//!   [`graph`], [`dashboard`], [`policy`], [`config`], [`ops`] (install,
+//!   uninstall, hook, doctor).
+//!
+//! A new command: its clap type in `args.rs`, its code in the file of its
+//! group (or a new one) over a function of the engine, a feature or an
+//! operation, its exit code in `exit.rs`.
 
 pub mod args;
-pub mod commands;
 pub mod exit;
-pub mod ops;
 
-use std::io::Write;
-use std::path::PathBuf;
+pub mod config;
+pub mod dashboard;
+pub mod graph;
+pub mod ops;
+pub mod policy;
+pub mod queue;
+pub mod search;
+pub mod seed;
+pub mod serve;
+pub mod status;
+pub mod sync;
+
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::Parser;
 
 use crate::engine::app::App;
-use crate::engine::config::{self, ProcessEnv, Resolved};
+use crate::engine::config::{ConfigError, ProcessEnv, Resolved};
 use crate::engine::paths::Paths;
-use crate::engine::policy::{self, PolicySource, Runtime};
-use crate::engine::store::{State, Store};
-use args::{Cli, Command, ConfigCommand, PolicyCommand};
-
-/// `sync`'s default time bound: the 10-minute schedule's period minus a
-/// minute, so a run never overlaps the next one and a hung server cannot
-/// hold a run for longer than a period.
-pub const DEFAULT_SYNC_MAX_DURATION: std::time::Duration = std::time::Duration::from_secs(9 * 60);
+use args::{Cli, Command};
 
 /// Entry point for `main`: parse, set up tracing, run, map errors.
 pub fn main() -> ExitCode {
@@ -68,7 +80,7 @@ fn init_tracing() {
 }
 
 /// Resolves the config with the global flags folded into `--set`.
-pub fn resolve_config(cli: &Cli) -> Result<Resolved, config::ConfigError> {
+pub fn resolve_config(cli: &Cli) -> Result<Resolved, ConfigError> {
     let mut flags = cli.set.clone();
     if let Some(d) = &cli.data_dir {
         flags.push(("data_dir".into(), d.display().to_string()));
@@ -76,134 +88,56 @@ pub fn resolve_config(cli: &Cli) -> Result<Resolved, config::ConfigError> {
     if let Some(p) = &cli.policy {
         flags.push(("policy".into(), p.display().to_string()));
     }
-    config::resolve(&ProcessEnv, cli.config.as_deref(), &flags)
-}
-
-fn policy_source(resolved: &Resolved) -> PolicySource {
-    match &resolved.config.policy {
-        Some(p) => PolicySource::File(p.clone()),
-        None => PolicySource::Embedded,
-    }
+    crate::engine::config::resolve(&ProcessEnv, cli.config.as_deref(), &flags)
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let resolved = resolve_config(&cli)?;
     let paths = Paths::resolve(resolved.config.data_dir.as_deref(), &ProcessEnv)?;
     match &cli.command {
-        Command::Policy { command } => policy_command(command, &resolved, &paths),
-        Command::Config { command } => config_command(command, &cli, &resolved),
-        Command::Status { json, no_probe } => {
-            crate::faces::cli::commands::status(resolved, paths, *json, !*no_probe)
-        }
+        Command::Policy { command } => policy::run(command, &resolved, &paths),
+        Command::Config { command } => config::run(command, cli.config.as_deref(), &resolved),
+        Command::Status { json, no_probe } => status::run(resolved, paths, *json, !*no_probe),
         Command::Serve => {
             // A queue that cannot be opened (read-only or full data dir,
             // corrupt file) still gets an MCP server: each save then answers
             // NOT QUEUED with the reason, instead of a failed handshake.
             let app = open_app(resolved, paths).map_err(|e| format!("{e:#}"));
-            crate::faces::cli::commands::serve(app)
+            serve::run(app)
         }
-        Command::Sync { max_duration } => {
-            let app = open_app(resolved, paths)?;
-            let bound = match max_duration {
-                None => Some(DEFAULT_SYNC_MAX_DURATION),
-                Some(d) if d.is_zero() => None,
-                Some(d) => Some(*d),
-            };
-            crate::faces::cli::commands::sync(app, bound)
-        }
+        Command::Sync { max_duration } => sync::run(open_app(resolved, paths)?, *max_duration),
         Command::List {
             state,
             show_content,
             limit,
-        } => {
-            let store = Store::open(&paths.db())?;
-            crate::faces::cli::commands::list(&store, (*state).into(), *show_content, *limit)
-        }
+        } => queue::list(&paths, (*state).into(), *show_content, *limit),
         Command::Retry {
             dead,
             delivered,
             ids,
-        } => {
-            paths.ensure_dir()?;
-            let mut store = Store::open(&paths.db())?;
-            let from = match (dead, delivered) {
-                (true, _) => State::Dead,
-                (_, true) => State::Delivered,
-                _ => State::Failed,
-            };
-            let n = store.retry(ids, from, crate::engine::clock::now_ms())?;
-            println!("{n} entries moved back to pending");
-            Ok(ExitCode::SUCCESS)
-        }
+        } => queue::retry(&paths, ids, *dead, *delivered),
         Command::Purge {
             dead: _,
             older_than,
             yes,
-        } => {
-            let mut store = Store::open(&paths.db())?;
-            crate::faces::cli::commands::purge(&mut store, *older_than, *yes)
-        }
-        Command::Import { path } => {
-            paths.ensure_dir()?;
-            let mut store = Store::open(&paths.db())?;
-            let limits = crate::engine::store::Limits {
-                max_content_bytes: resolved.config.max_content_bytes,
-                max_metadata_bytes: resolved.config.max_metadata_bytes,
-                max_queue_len: resolved.config.max_queue_len,
-            };
-            let r = crate::features::seed::import(
-                &mut store,
-                path,
-                &resolved.config.default_project,
-                &limits,
-                crate::engine::clock::now_ms(),
-            )?;
-            println!(
-                "imported {} pending, {} failed, {} delivered (from last_100); {} already present; stats {}",
-                r.pending,
-                r.failed,
-                r.delivered,
-                r.skipped,
-                if r.stats_merged {
-                    "merged"
-                } else {
-                    "already merged"
-                }
-            );
-            Ok(ExitCode::SUCCESS)
-        }
+        } => queue::purge(&paths, *older_than, *yes),
+        Command::Import { path } => seed::import(&resolved, &paths, path),
+        Command::Export { vault } => seed::export(&paths, vault.as_deref()),
         Command::Search {
             query,
             project,
             limit,
             json,
-        } => {
-            let app = open_app(resolved, paths)?;
-            crate::faces::cli::commands::search(app, query, project.clone(), *limit, *json)
-        }
-        Command::Graph { command } => {
-            let app = open_app(resolved, paths)?;
-            crate::faces::cli::commands::graph(app, command)
-        }
-        Command::Export { vault: Some(dir) } => {
-            paths.ensure_dir()?;
-            let store = Store::open(&paths.db())?;
-            let report = crate::features::vault::export_once(&store, dir)?;
-            println!("{}", report.text(&dir.join(crate::features::vault::ROOT)));
-            Ok(ExitCode::SUCCESS)
-        }
+        } => search::run(
+            open_app(resolved, paths)?,
+            query,
+            project.clone(),
+            *limit,
+            *json,
+        ),
+        Command::Graph { command } => graph::run(open_app(resolved, paths)?, command),
         Command::Dashboard { port, open } => {
-            let app = open_app(resolved, paths)?;
-            crate::faces::dashboard::run(app, *port, *open)
-        }
-        Command::Export { vault: None } => {
-            paths.ensure_dir()?;
-            let store = Store::open(&paths.db())?;
-            let v = crate::features::seed::export(&store)?;
-            let mut out = std::io::stdout().lock();
-            serde_json::to_writer_pretty(&mut out, &v)?;
-            writeln!(out)?;
-            Ok(ExitCode::SUCCESS)
+            dashboard::run(open_app(resolved, paths)?, *port, *open)
         }
         Command::Install { target } => {
             ops::install(ops::invocation(&cli, resolved, paths), *target, true)
@@ -229,121 +163,4 @@ fn open_app(resolved: Resolved, paths: Paths) -> anyhow::Result<App> {
         );
     }
     Ok(App::open(resolved, paths)?)
-}
-
-/// The compiled-policy cache dir, when the data dir exists or can be made.
-fn cache_dir(paths: &Paths) -> Option<PathBuf> {
-    paths.ensure_dir().ok().map(|()| paths.cache_dir())
-}
-
-fn policy_command(
-    command: &PolicyCommand,
-    resolved: &Resolved,
-    paths: &Paths,
-) -> anyhow::Result<ExitCode> {
-    let mut out = std::io::stdout().lock();
-    match command {
-        PolicyCommand::Check { path } => {
-            let rt = Runtime::new(PolicySource::Embedded, cache_dir(paths).as_deref())
-                .context("the embedded default policy does not load")?;
-            let report = match path {
-                Some(p) => policy::check::run(&rt, p),
-                None => policy::check::run(
-                    &rt,
-                    std::path::Path::new(mem0_queue_embed::DEFAULT_POLICY_PATH),
-                ),
-            };
-            match report {
-                Ok(text) => {
-                    out.write_all(text.as_bytes())?;
-                    writeln!(out, "\nusable: yes")?;
-                    Ok(ExitCode::SUCCESS)
-                }
-                Err(e) => {
-                    let shown = path
-                        .as_ref()
-                        .map(|p| p.display().to_string())
-                        .unwrap_or_else(|| "the embedded default".into());
-                    eprintln!("mem0-queue: policy {shown} is not usable: {e}");
-                    Ok(exit::policy(false))
-                }
-            }
-        }
-        PolicyCommand::Show { json } => {
-            let rt = Runtime::new(policy_source(resolved), cache_dir(paths).as_deref())
-                .context("the embedded default policy does not load")?;
-            let info = rt.info();
-            let from = match &resolved.config.policy {
-                None => "embedded default (no `policy` configured)".to_string(),
-                Some(_) => format!(
-                    "{} (set by {})",
-                    rt.source(),
-                    resolved
-                        .sources
-                        .get("policy")
-                        .map(|s| s.to_string())
-                        .unwrap_or_default()
-                ),
-            };
-            if *json {
-                let mut v = serde_json::to_value(&info)?;
-                v["configured"] = serde_json::Value::String(from);
-                writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
-            } else {
-                writeln!(
-                    out,
-                    "active policy: {} {} (WIT {})",
-                    info.name, info.version, info.wit_version
-                )?;
-                writeln!(out, "source:        {}", info.source)?;
-                writeln!(out, "configured:    {from}")?;
-                writeln!(out, "sha256:        {}", info.sha256)?;
-                writeln!(
-                    out,
-                    "compiled:      {}",
-                    if info.from_cache {
-                        "from the on-disk cache"
-                    } else {
-                        "just now"
-                    }
-                )?;
-                if let Some(b) = &info.broken {
-                    writeln!(
-                        out,
-                        "BROKEN:        {b}\n               the embedded default decides instead"
-                    )?;
-                }
-            }
-            Ok(exit::policy(info.broken.is_none()))
-        }
-    }
-}
-
-fn config_command(
-    command: &ConfigCommand,
-    cli: &Cli,
-    resolved: &Resolved,
-) -> anyhow::Result<ExitCode> {
-    match command {
-        ConfigCommand::Init => {
-            let path = config::config_path(&ProcessEnv, cli.config.as_deref())
-                .context("no config path: set HOME or MEM0_QUEUE_CONFIG")?;
-            config::write_sample(&path)?;
-            eprintln!("wrote {} (mode 0600)", path.display());
-            Ok(ExitCode::SUCCESS)
-        }
-        ConfigCommand::Show { json } => {
-            let mut out = std::io::stdout().lock();
-            if *json {
-                writeln!(
-                    out,
-                    "{}",
-                    serde_json::to_string_pretty(&resolved.show_json())?
-                )?;
-            } else {
-                out.write_all(resolved.show().as_bytes())?;
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-    }
 }

@@ -22,7 +22,6 @@
 //!   fetches one text from `GET /api/entry/{id}`.
 
 use std::future::IntoFuture;
-use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -41,6 +40,7 @@ use crate::engine::mem0::Reachability;
 use crate::engine::store::{Counts, EntryView, State};
 use crate::engine::text::rfc3339;
 use crate::engine::worker::Settings;
+use crate::faces::runtime::{runtime, terminated};
 use crate::features::status::reachability_text;
 
 const INDEX_HTML: &str = include_str!("index.html");
@@ -120,17 +120,12 @@ fn query_token(query: Option<&str>) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
-/// `mem0-queue dashboard`.
-pub fn run(app: App, port: u16, open: bool) -> anyhow::Result<ExitCode> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    rt.block_on(serve(app, port, open))
+/// `mem0-queue dashboard`: serves until SIGTERM or SIGINT.
+pub fn run(app: App, port: u16, open: bool) -> anyhow::Result<()> {
+    runtime()?.block_on(serve(app, port, open))
 }
 
-async fn serve(app: App, port: u16, open: bool) -> anyhow::Result<ExitCode> {
+async fn serve(app: App, port: u16, open: bool) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
         .with_context(|| format!("cannot listen on 127.0.0.1:{port}"))?;
@@ -161,7 +156,7 @@ async fn serve(app: App, port: u16, open: bool) -> anyhow::Result<ExitCode> {
     }
     let router = router(dash.clone());
     let shutdown = async move {
-        crate::faces::cli::commands::terminated().await;
+        terminated().await;
         let _ = stop_tx.send(true);
     };
     let server = axum::serve(listener, router)
@@ -180,7 +175,7 @@ async fn serve(app: App, port: u16, open: bool) -> anyhow::Result<ExitCode> {
     if let Some(t) = task {
         let _ = tokio::time::timeout(SHUTDOWN_GRACE, t).await;
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 /// Best effort: the desktop's browser on the URL.
