@@ -9,7 +9,7 @@ use anyhow::Context;
 /// the machine this runs on is a laptop shared with an editor.
 const WORKER_THREADS: usize = 2;
 
-/// The async runtime of one command: [`WORKER_THREADS`] threads, timers
+/// The async runtime of one command: `WORKER_THREADS` threads, timers
 /// and I/O.
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()

@@ -278,7 +278,7 @@ pub async fn mirror_configured(app: &App) -> Result<Option<MirrorReport>, GraphE
 }
 
 /// Keeps the graph JSONL mirror up to date while `serve` runs: after saves,
-/// at most once per [`MIRROR_DEBOUNCE`], and once more at shutdown.
+/// at most once per `MIRROR_DEBOUNCE` (300 ms), and once more at shutdown.
 pub async fn mirror_loop(app: Arc<App>, mut stop: watch::Receiver<bool>) {
     if app.config().graph_jsonl.is_none() {
         return;

@@ -12,7 +12,7 @@
 //! A new tool goes in the file of its group (or a new one, its router added
 //! in [`Mem0QueueServer::new`]), over a function of a feature or the engine.
 //!
-//! Arguments are parsed by the tools ([`parse`]), not by rmcp, so that a bad
+//! Arguments are parsed by the tools (`parse`), not by rmcp, so that a bad
 //! argument is a tool error the model can read ("NOT QUEUED: ...") rather than an opaque
 //! protocol error. Every tool body runs under `catch_unwind`: a panic is an
 //! error reply, never a dead server. This module writes nothing to stdout
