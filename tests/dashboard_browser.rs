@@ -17,7 +17,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use mem0_queue::store::State;
+use mem0_queue::engine::store::State;
 use mem0_queue_testkit::bin;
 use mem0_queue_testkit::dash::{get, seed, slow_server, syncing};
 use mem0_queue_testkit::db::{counts, state_of};

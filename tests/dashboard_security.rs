@@ -4,7 +4,7 @@
 //! token-checked POSTs. Requests go over raw TCP so that each header is
 //! exactly what the test wrote.
 
-use mem0_queue::store::State;
+use mem0_queue::engine::store::State;
 use mem0_queue_testkit::bin;
 use mem0_queue_testkit::dash::{Answer, Dashboard, Seeded, get, raw, seed, slow_server, syncing};
 use mem0_queue_testkit::db::{counts, state_of};

@@ -283,13 +283,13 @@ proptest! {
     #[test]
     fn the_seed_importer_never_panics_and_a_refused_file_imports_nothing(bytes in prop::collection::vec(any::<u8>(), 0..512), v in json_value()) {
         let dir = tempfile::tempdir().expect("dir");
-        let mut store = mem0_queue::store::Store::open(&dir.path().join("q.db")).expect("open");
-        let limits = mem0_queue::store::Limits { max_content_bytes: 65_536, max_metadata_bytes: 16_384, max_queue_len: 100_000 };
+        let mut store = mem0_queue::engine::store::Store::open(&dir.path().join("q.db")).expect("open");
+        let limits = mem0_queue::engine::store::Limits { max_content_bytes: 65_536, max_metadata_bytes: 16_384, max_queue_len: 100_000 };
         for input in [bytes.clone(), serde_json::to_vec(&json!({"queue": v.clone(), "failed": [v.clone()]})).expect("json")] {
             let file = dir.path().join("seed.json");
             std::fs::write(&file, &input).expect("write");
             let before = store.counts().expect("counts");
-            match mem0_queue::seed::import(&mut store, &file, "default", &limits, 0) {
+            match mem0_queue::features::seed::import(&mut store, &file, "default", &limits, 0) {
                 Ok(_) => {}
                 Err(_) => prop_assert_eq!(store.counts().expect("counts"), before),
             }
@@ -302,7 +302,7 @@ proptest! {
         for input in [bytes.clone(), format!("{v}\n{}", json!({"type": "entity", "name": v.to_string(), "entityType": "x", "observations": [v]})).into_bytes()] {
             let file = dir.path().join("g.jsonl");
             std::fs::write(&file, &input).expect("write");
-            let _ = mem0_queue::graph::parse_jsonl(&file);
+            let _ = mem0_queue::features::graph::parse_jsonl(&file);
         }
     }
 }

@@ -10,7 +10,7 @@ use std::os::unix::process::CommandExt;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use mem0_queue::store::State;
+use mem0_queue::engine::store::State;
 use mem0_queue_testkit::mem0_server::{Fault, FaultPlan, Kind};
 use mem0_queue_testkit::worker::server;
 use mem0_queue_testkit::{bin, db::store, ops::enqueue, process::running, sandbox::Sandbox};

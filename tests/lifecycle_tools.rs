@@ -28,7 +28,7 @@ fn kind_name(kind: Kind) -> &'static str {
 /// outage. Its reads (get, list, entities) still ask the server.
 async fn serve(sb: &Sandbox, srv: &Mem0Server, kind: Kind) -> Server {
     let mut store = mem0_queue_testkit::db::store(&sb.data_dir());
-    let tomorrow = mem0_queue::clock::now_ms() + 86_400_000;
+    let tomorrow = mem0_queue::engine::clock::now_ms() + 86_400_000;
     store
         .meta_set("breaker_open_until", &tomorrow.to_string())
         .expect("hold the serve loop");

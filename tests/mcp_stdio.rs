@@ -8,7 +8,7 @@ use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use mem0_queue::store::{State, Store};
+use mem0_queue::engine::store::{State, Store};
 use mem0_queue_testkit::{
     bin,
     db::count,
@@ -303,7 +303,63 @@ async fn tools_list_has_honest_annotations_and_standard_schemas() {
     // The one integer argument stays an integer.
     let limit = &tool("mem0_recent")["inputSchema"]["properties"]["limit"];
     assert!(limit.to_string().contains("integer"), "{limit}");
+    // The lifecycle tools: the changes say they destroy, the reads that
+    // they only read.
+    for name in ["mem0_update", "mem0_delete", "mem0_forget"] {
+        let a = &tool(name)["annotations"];
+        assert_eq!(
+            (&a["destructiveHint"], &a["readOnlyHint"]),
+            (&json!(true), &json!(false)),
+            "{name}: {a}"
+        );
+    }
+    for name in ["mem0_get", "mem0_list", "mem0_entities"] {
+        let a = &tool(name)["annotations"];
+        assert_eq!(a["readOnlyHint"], true, "{name}: {a}");
+    }
+    assert_eq!(
+        tool("mem0_forget")["inputSchema"]["required"],
+        json!(["project"])
+    );
     server.stop().await;
+}
+
+/// Regression (found with the Claude Code plugin): `serve` did not stop on
+/// SIGTERM while its client kept stdin open, because the runtime waited at
+/// exit for the thread blocked reading stdin; Claude Code then killed it
+/// with SIGKILL. It exits, successfully, on SIGTERM now.
+#[test]
+fn serve_exits_on_sigterm_while_stdin_stays_open() {
+    let sb = Sandbox::new(bin!());
+    let mut child = sb
+        .command(&["serve"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn serve");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let stdout = line_reader(child.stdout.take().expect("stdout"));
+    writeln!(
+        stdin,
+        "{}",
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {},
+            "clientInfo": {"name": "sigterm-test", "version": "0"}}})
+    )
+    .expect("write");
+    stdin.flush().expect("flush");
+    let line = stdout
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the handshake's reply");
+    assert!(line.contains("mem0-queue"), "{line}");
+    // SAFETY: kill(2) on the child this test spawned and has not reaped.
+    #[allow(unsafe_code)]
+    let rc = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    assert_eq!(rc, 0);
+    let status = wait::child(&mut child, Duration::from_secs(10), "serve after SIGTERM");
+    assert!(status.success(), "{status}");
+    drop(stdin);
 }
 
 /// A line reader with a deadline over a child's pipe.

@@ -8,9 +8,9 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use mem0_queue::mem0::ConfigProblem;
-use mem0_queue::store::State;
-use mem0_queue::worker::{RunReport, Stop};
+use mem0_queue::engine::mem0::ConfigProblem;
+use mem0_queue::engine::store::State;
+use mem0_queue::engine::worker::{RunReport, Stop};
 use mem0_queue_testkit::checker;
 use mem0_queue_testkit::mem0_server::{FaultPlan, Kind, Mem0Server};
 use mem0_queue_testkit::proxy::{Proxy, ProxyMode, RedirectTarget};
@@ -356,7 +356,7 @@ async fn a_wrong_url_or_api_kind_kills_no_entry() {
         Some(ConfigProblem::WrongRoute { .. })
     ));
     assert_all_waiting("wrong-kind", &h, &ids);
-    h.config.api_kind = mem0_queue::config::ApiKind::Oss;
+    h.config.api_kind = mem0_queue::engine::config::ApiKind::Oss;
     assert_eq!(drain(&h).await.remaining, 0);
     check("wrong-kind", Kind::Oss, &h, &ids);
 }

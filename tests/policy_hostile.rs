@@ -13,8 +13,8 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use mem0_queue::policy::wasm::{self, Host};
-use mem0_queue::policy::{
+use mem0_queue::engine::policy::wasm::{self, Host};
+use mem0_queue::engine::policy::{
     Alert, BreakerDecision, Decision, Level, Outcome, PolicyError, PolicyHandle, PolicySource,
     Runtime,
 };

@@ -6,7 +6,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use mem0_queue::policy::{
+use mem0_queue::engine::policy::{
     self, Alert, BreakerDecision, Decision, Level, MAX_ATTEMPTS_PER_RUN, MAX_DELAY_MS, Outcome,
     PolicySource, Runtime,
 };

@@ -7,7 +7,7 @@
 
 use std::path::PathBuf;
 
-use mem0_queue::policy::{
+use mem0_queue::engine::policy::{
     Alert, BreakerDecision, Decision, Level, Operation, Outcome, PolicyError, PolicySource,
     QueueStats, Runtime, WitVersion,
 };

@@ -23,7 +23,7 @@ use std::collections::{HashMap, HashSet};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use mem0_queue::store::Store;
+use mem0_queue::engine::store::Store;
 use mem0_queue_testkit::bin;
 use mem0_queue_testkit::checker::{self, CheckReport};
 use mem0_queue_testkit::db;

@@ -165,7 +165,7 @@ async fn r7_no_key_and_no_memory_text_in_any_log_or_output_and_private_files() {
     out.run("doctor wrong key", cmd(&sb, &url, WRONG_KEY, &["doctor"]));
     let pending = db::rows(&sb.db())
         .values()
-        .filter(|r| r.state == mem0_queue::store::State::Pending)
+        .filter(|r| r.state == mem0_queue::engine::store::State::Pending)
         .count();
     assert_eq!(pending, 2, "a 401 kills no entry");
 

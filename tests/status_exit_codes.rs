@@ -3,7 +3,7 @@
 //! 5 failed, 1 WARNING over 20 pending, 2 CRITICAL over 5 failed, 3 UNKNOWN
 //! when the queue file is garbage.
 
-use mem0_queue::store::FailureRecord;
+use mem0_queue::engine::store::FailureRecord;
 use mem0_queue_testkit::{
     bin,
     db::store,
@@ -21,7 +21,7 @@ fn status(home: &Sandbox) -> (Option<i32>, String) {
 fn fail_entries(home: &Sandbox, n: usize, tag: &str) {
     let mut s = store(&home.data_dir());
     let ids = enqueue(&mut s, n, tag);
-    let now = mem0_queue::clock::now_ms();
+    let now = mem0_queue::engine::clock::now_ms();
     let claimed = s.claim("test-owner", now, 60_000, n).expect("claim");
     assert_eq!(claimed.len(), n);
     for id in &ids {
@@ -121,9 +121,9 @@ async fn status_warns_when_the_server_has_been_unreachable_whatever_the_queue_si
     );
 
     let mut s = store(&home.data_dir());
-    let eleven_minutes_ago = mem0_queue::clock::now_ms() - 11 * 60 * 1000;
+    let eleven_minutes_ago = mem0_queue::engine::clock::now_ms() - 11 * 60 * 1000;
     s.meta_set(
-        mem0_queue::store::meta_keys::UNREACHABLE_SINCE,
+        mem0_queue::engine::store::meta_keys::UNREACHABLE_SINCE,
         &eleven_minutes_ago.to_string(),
     )
     .expect("date the streak back");

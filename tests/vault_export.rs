@@ -17,8 +17,8 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use mem0_queue::clock::now_ms;
-use mem0_queue::store::{EntryView, FailureRecord, State, Store};
+use mem0_queue::engine::clock::now_ms;
+use mem0_queue::engine::store::{EntryView, FailureRecord, State, Store};
 use mem0_queue_testkit::bin;
 use mem0_queue_testkit::db;
 use mem0_queue_testkit::mcp::{is_error, text};

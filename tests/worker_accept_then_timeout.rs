@@ -7,8 +7,8 @@
 
 use std::time::Duration;
 
-use mem0_queue::store::State;
-use mem0_queue::worker::Stop;
+use mem0_queue::engine::store::State;
+use mem0_queue::engine::worker::Stop;
 use mem0_queue_testkit::mem0_server::{Fault, FaultPlan, Kind};
 use mem0_queue_testkit::worker::{Harness, KINDS, Options, RUN_LIMIT, add_requests};
 

@@ -5,11 +5,11 @@
 //! later run sends one probe and stops again, and the first run after the
 //! key is fixed delivers it.
 
-use mem0_queue::app::config_problem_alert;
-use mem0_queue::mem0::ConfigProblem;
-use mem0_queue::policy::Level;
-use mem0_queue::store::State;
-use mem0_queue::worker::{CONFIG_PROBLEM_KEY, ConfigProblemRecord, Stop};
+use mem0_queue::engine::app::config_problem_alert;
+use mem0_queue::engine::mem0::ConfigProblem;
+use mem0_queue::engine::policy::Level;
+use mem0_queue::engine::store::State;
+use mem0_queue::engine::worker::{CONFIG_PROBLEM_KEY, ConfigProblemRecord, Stop};
 use mem0_queue_testkit::worker::{Harness, KINDS, Options, add_requests};
 
 async fn recorded(h: &Harness) -> Option<ConfigProblemRecord> {

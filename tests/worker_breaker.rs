@@ -12,8 +12,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use mem0_queue::store::State;
-use mem0_queue::worker::Stop;
+use mem0_queue::engine::store::State;
+use mem0_queue::engine::worker::Stop;
 use mem0_queue_policy_default::{BREAKER_THRESHOLD, PROBE_BASE_MS};
 use mem0_queue_testkit::{
     db::Row,

@@ -7,7 +7,7 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use mem0_queue::store::State;
+use mem0_queue::engine::store::State;
 use mem0_queue_testkit::mem0_server::FaultPlan;
 use mem0_queue_testkit::{
     bin,

@@ -88,7 +88,7 @@ async fn two_syncs_and_a_serve_deliver_each_entry_exactly_once() {
     let drained = until_async(PROCESS_LIMIT, || {
         rows(&db)
             .values()
-            .all(|r| r.state == mem0_queue::store::State::Delivered)
+            .all(|r| r.state == mem0_queue::engine::store::State::Delivered)
     })
     .await;
     drop(serve.stdin.take());

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use mem0_queue::store::State;
+use mem0_queue::engine::store::State;
 use mem0_queue_testkit::mem0_server::{Fault, FaultPlan};
 use mem0_queue_testkit::worker::{Harness, KINDS, Options, add_requests};
 

@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use mem0_queue::store::State;
+use mem0_queue::engine::store::State;
 use mem0_queue_testkit::mem0_server::{Fault, FaultPlan, Kind};
 use mem0_queue_testkit::worker::{
     CREATED_AT_MS, CREATED_AT_RFC3339, Harness, KINDS, Options, PROJECT, add_requests,

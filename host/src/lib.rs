@@ -4,33 +4,26 @@
 //! a worker delivers it to Mem0 later, with the backoff, failed recovery and
 //! alert thresholds of a sandboxed WASI policy component.
 //!
-//! Modules, one concern each:
-//! - [`config`]: the TOML file, env and flags;
-//! - [`paths`]: the data dir and its permissions;
-//! - [`policy`]: the wasmtime runtime of the policy component;
-//! - [`cli`]: the command line, the one place errors become exit codes.
+//! The map: four layers, each a folder, in this order. A layer imports only
+//! itself and the layers above it in this list (`tests/layers.rs` checks it,
+//! and that no two files import each other).
+//!
+//! 1. [`engine`]: the queue and its delivery. The config, the data dir,
+//!    time, the policy runtime, the SQLite store, the Mem0 client, the
+//!    worker, and the parts of one process put together (`App`).
+//! 2. [`features`]: what the product offers over the engine: search, the
+//!    knowledge graph, the Obsidian vault, the status model, notifications,
+//!    the seed's JSON queue.
+//! 3. [`ops`]: what touches the user's machine outside the data dir:
+//!    Claude Code's files, the schedule, the SessionEnd hook, `doctor`.
+//! 4. [`faces`]: how a person or an assistant reaches all of it: the MCP
+//!    server, the dashboard, the command line (the one place errors become
+//!    exit codes). Each face is a thin adapter.
 
-pub mod app;
-pub mod cli;
-pub mod clock;
-pub mod commands;
-pub mod config;
-pub mod dashboard;
-pub mod graph;
-pub mod mcp;
-pub mod mem0;
-pub mod memories;
-pub mod paths;
-pub mod policy;
-pub mod search;
-pub mod seed;
-pub mod status;
-pub mod store;
-pub mod vault;
-pub mod worker;
-// Operations: installing into Claude Code, the schedule, the hook, doctor, notifications.
-pub mod doctor;
-pub mod hook;
-pub mod install;
-pub mod notify;
-pub mod schedule;
+pub mod engine;
+
+pub mod features;
+
+pub mod ops;
+
+pub mod faces;

@@ -3,5 +3,5 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    mem0_queue::cli::main()
+    mem0_queue::faces::cli::main()
 }

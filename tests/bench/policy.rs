@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use mem0_queue::policy::wasm::Host;
-use mem0_queue::policy::{
+use mem0_queue::engine::policy::wasm::Host;
+use mem0_queue::engine::policy::{
     EntryState, Operation, Outcome, PolicySource, QueueStats, Runtime, native,
 };
 use wasmtime::component::Component;

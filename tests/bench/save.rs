@@ -10,7 +10,7 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use mem0_queue::store::{NewEntry, Origin, State, Store};
+use mem0_queue::engine::store::{NewEntry, Origin, State, Store};
 use mem0_queue_testkit::{
     bin,
     mcp::{is_error, text},

@@ -10,7 +10,7 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use mem0_queue::store::{NewEntry, Origin, SEARCH_CANDIDATES, Store};
+use mem0_queue::engine::store::{NewEntry, Origin, SEARCH_CANDIDATES, Store};
 
 /// Entries in the local copy, as the issue asks.
 const ENTRIES: usize = 100_000;
@@ -102,7 +102,7 @@ fn filled(dir: &std::path::Path, corpus: &Corpus, rng: &mut fastrand::Rng) -> (S
                 origin: Origin::Import,
                 id: Some(uuid::Uuid::now_v7().to_string()),
             };
-            (new, mem0_queue::store::State::Delivered, 0)
+            (new, mem0_queue::engine::store::State::Delivered, 0)
         })
         .collect();
     let t = Instant::now();

@@ -172,7 +172,8 @@ async fn cold_start() {
     let sb = Sandbox::new(bin!());
     let data = sb.data_dir();
     std::fs::create_dir_all(&data).expect("data dir");
-    let mut store = mem0_queue::store::Store::open(&data.join("queue.db")).expect("open the queue");
+    let mut store =
+        mem0_queue::engine::store::Store::open(&data.join("queue.db")).expect("open the queue");
     let mut results: Vec<(&str, Vec<f64>)> =
         vec![("without cache", vec![]), ("with cache", vec![])];
     for rep in 0..COLD_START_REPS {

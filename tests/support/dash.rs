@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use mem0_queue::store::{FailureRecord, Store};
+use mem0_queue::engine::store::{FailureRecord, Store};
 
 use crate::db;
 use crate::mem0_server::{FaultPlan, Kind, Mem0Server, ServerOptions};
@@ -41,7 +41,7 @@ fn add(store: &mut Store, project: &str, content: &str, created_at: i64) -> Stri
 pub fn seed(db: &Path, pending: usize, failed: usize, dead: usize, delivered: usize) -> Seeded {
     std::fs::create_dir_all(db.parent().expect("a parent")).expect("the data dir");
     let mut store = Store::open(db).expect("open the queue");
-    let now = mem0_queue::clock::now_ms();
+    let now = mem0_queue::engine::clock::now_ms();
     let mut out = Seeded::default();
     for i in 0..delivered {
         // Spread over the last 6 days (inside the 7-day chart whatever the

@@ -6,8 +6,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 
-use mem0_queue::config::Config;
-use mem0_queue::store::{Enqueued, FailureRecord, Limits, NewEntry, Origin, State, Store};
+use mem0_queue::engine::config::Config;
+use mem0_queue::engine::store::{Enqueued, FailureRecord, Limits, NewEntry, Origin, State, Store};
 use rusqlite::{Connection, OpenFlags};
 
 fn open(db: &Path, flags: OpenFlags) -> Connection {
@@ -161,7 +161,7 @@ pub fn count_states(rows: &HashMap<String, Row>) -> HashMap<&'static str, usize>
 }
 
 /// Counts of entries by state, through the store.
-pub fn counts(db: &Path) -> mem0_queue::store::Counts {
+pub fn counts(db: &Path) -> mem0_queue::engine::store::Counts {
     Store::open(db).expect("open").counts().expect("counts")
 }
 

@@ -9,7 +9,7 @@
 
 use std::process::{Command, Output};
 
-use mem0_queue::store::Store;
+use mem0_queue::engine::store::Store;
 
 use crate::db;
 
@@ -44,7 +44,7 @@ pub fn enqueue(store: &mut Store, n: usize, tag: &str) -> Vec<String> {
                 "ops-tests",
                 format!("ops test memory {tag} {i}"),
                 serde_json::json!({}),
-                mem0_queue::clock::now_ms(),
+                mem0_queue::engine::clock::now_ms(),
             );
             db::add(store, e).id
         })

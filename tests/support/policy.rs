@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Mutex, OnceLock};
 
-use mem0_queue::policy::{
+use mem0_queue::engine::policy::{
     BreakerInput, EntryState, FailedSummary, HttpFailure, Operation, Outcome, PolicySource,
     QueueStats, Rejection, Runtime,
 };
@@ -167,7 +167,7 @@ pub fn entry(attempts_this_run: u32) -> EntryState {
 
 /// `pending` and `failed` entries, the rest as `policy check`'s scenario.
 pub fn stats(pending: u64, failed: u64) -> QueueStats {
-    mem0_queue::policy::check::scenario_stats(pending, failed)
+    mem0_queue::engine::policy::check::scenario_stats(pending, failed)
 }
 
 pub fn breaker_input(consecutive_failures: u32, previous_run_tripped: bool) -> BreakerInput {

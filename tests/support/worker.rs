@@ -15,13 +15,13 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use mem0_queue::clock::{Clock, SystemClock, VirtualClock};
-use mem0_queue::config::{ApiKind, Config};
-use mem0_queue::mem0::Client;
-use mem0_queue::policy::{PolicyHandle, PolicySource};
-use mem0_queue::store::{SharedStore, State, Store};
-use mem0_queue::worker::log::WorkerLog;
-use mem0_queue::worker::{self, RunReport, Settings, Worker};
+use mem0_queue::engine::clock::{Clock, SystemClock, VirtualClock};
+use mem0_queue::engine::config::{ApiKind, Config};
+use mem0_queue::engine::mem0::Client;
+use mem0_queue::engine::policy::{PolicyHandle, PolicySource};
+use mem0_queue::engine::store::{SharedStore, State, Store};
+use mem0_queue::engine::worker::log::WorkerLog;
+use mem0_queue::engine::worker::{self, RunReport, Settings, Worker};
 use tokio::sync::watch;
 
 use crate::db::{self, Row};
@@ -140,7 +140,7 @@ impl Harness {
         let mut settings = Settings::from_config(&config);
         // Platform events are polled on the (virtual) clock; give them room.
         settings.event_wait = Duration::from_secs(30);
-        let vclock = Arc::new(VirtualClock::new(mem0_queue::clock::now_ms()));
+        let vclock = Arc::new(VirtualClock::new(mem0_queue::engine::clock::now_ms()));
         let clock: Arc<dyn Clock> = if opts.real_clock {
             Arc::new(SystemClock)
         } else {
@@ -216,7 +216,7 @@ impl Harness {
         self.rows().remove(id).expect("the entry is in the queue")
     }
 
-    pub async fn stats(&self) -> mem0_queue::store::Stats {
+    pub async fn stats(&self) -> mem0_queue::engine::store::Stats {
         self.store.run(|s| s.stats()).await.expect("stats")
     }
 }

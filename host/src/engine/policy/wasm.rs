@@ -1,0 +1,372 @@
+//! Loading and calling one policy component under wasmtime.
+//!
+//! One [`Engine`] and one [`Linker`] per process; every call gets a fresh
+//! [`Store`] with fuel and memory limits, instantiated from a cached
+//! `InstancePre` (about 20 µs), so a trap never poisons the next call. The
+//! component sees an empty WASI context: no preopened dirs, no env, no args,
+//! no network, stdio going nowhere (stdout is the MCP channel).
+//!
+//! Every released WIT version has a bindings module here, generated from its
+//! frozen folder (`wit/vX.Y.Z/`), and a [`WitVersion`]. A component is loaded
+//! in the version it exports; the rest of the host speaks the current
+//! version's types, and [`Instance`] converts for an older component.
+//!
+//! This module never decides a fallback; it reports errors to `runtime`.
+
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::PolicyError;
+
+mod v0_1_0;
+
+/// WIT 0.2.0 (`wit/v0.2.0/`), the current version: the host's own types.
+mod v0_2_0 {
+    wasmtime::component::bindgen!({
+        world: "decider",
+        path: "../wit/v0.2.0",
+        additional_derives: [PartialEq, Eq],
+    });
+}
+
+pub use v0_2_0::exports::mem0_queue::policy::policy::{
+    Alert, BreakerDecision, BreakerInput, Decision, EntryState, FailedSummary, HttpFailure,
+    Identity, Level, Operation, Outcome, QueueStats, Rejection,
+};
+
+/// The versions of the `mem0-queue:policy` WIT package this host loads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WitVersion {
+    /// The first release: no operation kind, no unreachable statistics.
+    V0_1_0,
+    /// The current version.
+    V0_2_0,
+}
+
+impl WitVersion {
+    /// Every version this host loads, oldest first.
+    pub const ALL: [WitVersion; 2] = [WitVersion::V0_1_0, WitVersion::V0_2_0];
+
+    /// The version the host's own types (and the shipped policies) speak.
+    pub const CURRENT: WitVersion = WitVersion::V0_2_0;
+
+    /// "0.1.0", "0.2.0".
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            WitVersion::V0_1_0 => "0.1.0",
+            WitVersion::V0_2_0 => "0.2.0",
+        }
+    }
+
+    /// The interface a component of this version exports.
+    pub const fn export(self) -> &'static str {
+        match self {
+            WitVersion::V0_1_0 => "mem0-queue:policy/policy@0.1.0",
+            WitVersion::V0_2_0 => "mem0-queue:policy/policy@0.2.0",
+        }
+    }
+}
+
+impl std::fmt::Display for WitVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The current WIT package version: the host's types, the shipped policies.
+pub const WIT_VERSION: &str = WitVersion::CURRENT.as_str();
+
+/// The policy interface's name without its version.
+const EXPORT_PREFIX: &str = "mem0-queue:policy/policy@";
+
+/// Fuel for one call. Ten million units is about 10 ms of guest code on this
+/// class of machine: a thousand times what the default policy needs for a
+/// decision, and short enough that a looping policy cannot stall a save.
+pub const FUEL_PER_CALL: u64 = 10_000_000;
+
+/// Extra fuel per item of a list argument (the failed summaries at a run
+/// start), so a queue with 100,000 failed entries is not starved.
+pub const FUEL_PER_ITEM: u64 = 2_000;
+
+/// Linear memory a policy may grow to. 64 MiB holds the summaries of 100,000
+/// failed entries several times over; a memory bomb traps here.
+pub const MEMORY_LIMIT: usize = 64 << 20;
+
+/// The store data of one call.
+pub struct Ctx {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limits: StoreLimits,
+}
+
+impl WasiView for Ctx {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// The process-wide engine and linker.
+pub struct Host {
+    engine: Engine,
+    linker: Linker<Ctx>,
+}
+
+/// An instantiable component, in the bindings of the version it exports.
+enum Pre {
+    V0_1_0(v0_1_0::DeciderPre<Ctx>),
+    V0_2_0(v0_2_0::DeciderPre<Ctx>),
+}
+
+/// A loaded, instantiable policy.
+pub struct Loaded {
+    pre: Pre,
+    /// What the policy says of itself.
+    pub identity: Identity,
+    /// The SHA-256 of the component's bytes, hex.
+    pub hash: String,
+    /// Whether it came from the compiled cache.
+    pub from_cache: bool,
+}
+
+impl Loaded {
+    /// The WIT version the component exports (and says it targets).
+    pub fn wit(&self) -> WitVersion {
+        match self.pre {
+            Pre::V0_1_0(_) => WitVersion::V0_1_0,
+            Pre::V0_2_0(_) => WitVersion::V0_2_0,
+        }
+    }
+}
+
+/// One instance of a policy, called in the current version's types whatever
+/// version it exports. The methods are named after the generated ones.
+pub struct Instance(Decider);
+
+/// An instance, in the bindings of the version it exports.
+enum Decider {
+    V0_1_0(v0_1_0::Decider),
+    V0_2_0(v0_2_0::Decider),
+}
+
+type Answer<T> = wasmtime::Result<Result<T, String>>;
+
+impl Instance {
+    pub fn call_describe(&self, store: &mut Store<Ctx>) -> wasmtime::Result<Identity> {
+        match &self.0 {
+            Decider::V0_1_0(d) => v0_1_0::describe(d, store),
+            Decider::V0_2_0(d) => d.mem0_queue_policy_policy().call_describe(store),
+        }
+    }
+
+    pub fn call_on_failure(
+        &self,
+        store: &mut Store<Ctx>,
+        entry: EntryState,
+        outcome: &Outcome,
+        random: u32,
+    ) -> Answer<Decision> {
+        match &self.0 {
+            Decider::V0_1_0(d) => v0_1_0::on_failure(d, store, entry, outcome, random),
+            Decider::V0_2_0(d) => d
+                .mem0_queue_policy_policy()
+                .call_on_failure(store, entry, outcome, random),
+        }
+    }
+
+    pub fn call_on_run_start(
+        &self,
+        store: &mut Store<Ctx>,
+        failed: &[FailedSummary],
+        random: u32,
+    ) -> Answer<Vec<String>> {
+        match &self.0 {
+            Decider::V0_1_0(d) => v0_1_0::on_run_start(d, store, failed, random),
+            Decider::V0_2_0(d) => d
+                .mem0_queue_policy_policy()
+                .call_on_run_start(store, failed, random),
+        }
+    }
+
+    pub fn call_breaker(
+        &self,
+        store: &mut Store<Ctx>,
+        input: BreakerInput,
+    ) -> Answer<BreakerDecision> {
+        match &self.0 {
+            Decider::V0_1_0(d) => v0_1_0::breaker(d, store, input),
+            Decider::V0_2_0(d) => d.mem0_queue_policy_policy().call_breaker(store, input),
+        }
+    }
+
+    pub fn call_alerts(&self, store: &mut Store<Ctx>, stats: QueueStats) -> Answer<Vec<Alert>> {
+        match &self.0 {
+            Decider::V0_1_0(d) => v0_1_0::alerts(d, store, stats),
+            Decider::V0_2_0(d) => d.mem0_queue_policy_policy().call_alerts(store, stats),
+        }
+    }
+}
+
+impl Host {
+    pub fn new() -> Result<Self, PolicyError> {
+        let mut config = Config::new();
+        config.consume_fuel(true);
+        // A deep recursion traps instead of overflowing the host's stack.
+        config.max_wasm_stack(512 << 10);
+        let engine = Engine::new(&config).map_err(|e| PolicyError::Engine(format!("{e:#}")))?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .map_err(|e| PolicyError::Engine(format!("{e:#}")))?;
+        Ok(Self { engine, linker })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Loads a component from its bytes, through the compiled cache in
+    /// `cache_dir` when one is given.
+    pub fn load(&self, bytes: &[u8], cache_dir: Option<&Path>) -> Result<Loaded, PolicyError> {
+        let hash = hex(&Sha256::digest(bytes));
+        let (component, from_cache) = match cache_dir {
+            Some(dir) => super::cache::load(&self.engine, bytes, &hash, dir)?,
+            None => (super::cache::compile(&self.engine, bytes)?, false),
+        };
+        let wit = check_version(&self.engine, &component)?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| PolicyError::WrongWorld(format!("{e:#}")))?;
+        let wrong_world = |e: wasmtime::Error| PolicyError::WrongWorld(format!("{e:#}"));
+        let pre = match wit {
+            WitVersion::V0_1_0 => Pre::V0_1_0(v0_1_0::DeciderPre::new(pre).map_err(wrong_world)?),
+            WitVersion::V0_2_0 => Pre::V0_2_0(v0_2_0::DeciderPre::new(pre).map_err(wrong_world)?),
+        };
+        let mut loaded = Loaded {
+            pre,
+            identity: Identity {
+                name: String::new(),
+                version: String::new(),
+                wit_version: String::new(),
+            },
+            hash,
+            from_cache,
+        };
+        let identity = self.call(&loaded, 0, |d, s| d.call_describe(s))?;
+        if identity.wit_version != wit.as_str() {
+            return Err(PolicyError::Version(format!(
+                "the policy says it targets WIT {}, but it exports {}",
+                identity.wit_version,
+                wit.export()
+            )));
+        }
+        loaded.identity = identity;
+        Ok(loaded)
+    }
+
+    /// Runs one call in a fresh store with `FUEL_PER_CALL + items *
+    /// FUEL_PER_ITEM` fuel and the memory limit.
+    pub fn call<R>(
+        &self,
+        loaded: &Loaded,
+        items: usize,
+        f: impl FnOnce(&Instance, &mut Store<Ctx>) -> wasmtime::Result<R>,
+    ) -> Result<R, PolicyError> {
+        let ctx = Ctx {
+            // Empty: no preopens, no env, no args, no network; stdio is a sink.
+            wasi: WasiCtx::builder().build(),
+            table: ResourceTable::new(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(MEMORY_LIMIT)
+                .instances(16)
+                .trap_on_grow_failure(true)
+                .build(),
+        };
+        let mut store = Store::new(&self.engine, ctx);
+        store.limiter(|c| &mut c.limits);
+        let fuel = FUEL_PER_CALL.saturating_add(FUEL_PER_ITEM.saturating_mul(items as u64));
+        store
+            .set_fuel(fuel)
+            .map_err(|e| PolicyError::Engine(format!("{e:#}")))?;
+        let instance = match &loaded.pre {
+            Pre::V0_1_0(pre) => pre.instantiate(&mut store).map(Decider::V0_1_0),
+            Pre::V0_2_0(pre) => pre.instantiate(&mut store).map(Decider::V0_2_0),
+        }
+        .map(Instance)
+        .map_err(|e| PolicyError::Trap(format!("instantiation: {e:#}")))?;
+        f(&instance, &mut store).map_err(|e| classify_trap(&e))
+    }
+}
+
+fn classify_trap(e: &wasmtime::Error) -> PolicyError {
+    match e.downcast_ref::<wasmtime::Trap>() {
+        Some(wasmtime::Trap::OutOfFuel) => {
+            PolicyError::OutOfFuel("the policy ran out of fuel (a loop?)".into())
+        }
+        _ => {
+            // The root cause names what the guest did ("wasm trap: ...");
+            // the outer context is only "error while executing at ...".
+            let text = match e.downcast_ref::<wasmtime::Trap>() {
+                Some(trap) => format!("wasm trap: {trap}"),
+                None => e.root_cause().to_string(),
+            };
+            if text.contains("memory") && text.contains("limit")
+                || text.contains("grow")
+                || text.contains("forcing trap when growing memory")
+            {
+                PolicyError::Memory(first_line(&text))
+            } else {
+                PolicyError::Trap(first_line(&text))
+            }
+        }
+    }
+}
+
+fn first_line(s: &str) -> String {
+    s.lines()
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .take(300)
+        .collect()
+}
+
+/// The version of the policy interface a component exports, the newest when
+/// it exports several this host loads. A component exporting only another
+/// version is refused, naming the version it exports and those this host
+/// loads.
+fn check_version(engine: &Engine, component: &Component) -> Result<WitVersion, PolicyError> {
+    let ty = component.component_type();
+    let exports: Vec<String> = ty.exports(engine).map(|(n, _)| n.to_string()).collect();
+    if let Some(v) = WitVersion::ALL
+        .into_iter()
+        .rev()
+        .find(|v| exports.iter().any(|n| n == v.export()))
+    {
+        return Ok(v);
+    }
+    let speaks = WitVersion::ALL.map(WitVersion::export).join(" or ");
+    if let Some(other) = exports.iter().find(|n| n.starts_with(EXPORT_PREFIX)) {
+        return Err(PolicyError::Version(format!(
+            "the component exports {other}, this host loads {speaks}"
+        )));
+    }
+    Err(PolicyError::WrongWorld(format!(
+        "the component does not export {speaks} (it exports: {})",
+        if exports.is_empty() {
+            "nothing".to_string()
+        } else {
+            exports.join(", ")
+        }
+    )))
+}
+
+pub(super) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,75 @@
+//! `mem0-queue serve`: the MCP server on stdio, with the background tasks
+//! beside it: the delivery loop (the engine's), the vault and graph mirrors
+//! (the features').
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use rmcp::ServiceExt;
+use tokio::sync::{Notify, watch};
+
+use crate::engine::app::App;
+use crate::engine::service;
+use crate::faces::mcp::Mem0QueueServer;
+use crate::faces::runtime::{runtime, terminated};
+use crate::features::{graph, notify, vault};
+
+/// How long `serve` waits for its worker to give leases back at exit.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// How long the runtime waits, at exit, for its blocking threads. The one
+/// reading stdin never returns while the client keeps stdin open (Claude
+/// Code sends SIGTERM, then SIGKILL half a second later), so it is left
+/// behind; a save's commit, also on a blocking thread, takes milliseconds
+/// and was acknowledged only after it finished.
+const RUNTIME_GRACE: Duration = Duration::from_millis(250);
+
+/// `mem0-queue serve`: the MCP server on stdio plus the background worker.
+pub fn run(app: Result<App, String>) -> anyhow::Result<ExitCode> {
+    let rt = runtime()?;
+    let result = rt.block_on(async move {
+        let app = app.map(Arc::new);
+        let nudge = Arc::new(Notify::new());
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut background = Vec::new();
+        match &app {
+            Ok(app) => {
+                background.push(tokio::spawn(service::delivery_loop(
+                    app.clone(),
+                    nudge.clone(),
+                    stop_rx.clone(),
+                    |app| async move { notify::after_run(&app).await },
+                )));
+                background.push(tokio::spawn(vault::mirror_loop(app.clone(), stop_rx.clone())));
+                background.push(tokio::spawn(graph::mirror_loop(app.clone(), stop_rx)));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the local queue cannot be used; every save will answer NOT QUEUED");
+            }
+        }
+        let server = Mem0QueueServer::new(app, nudge);
+        let serving = async {
+            let running = server
+                .serve(rmcp::transport::stdio())
+                .await
+                .context("the MCP handshake failed")?;
+            running
+                .waiting()
+                .await
+                .context("the MCP server task failed")?;
+            anyhow::Ok(())
+        };
+        // SIGTERM or SIGINT ends it at any point, the handshake included.
+        let result = tokio::select! {
+            r = serving => r,
+            _ = terminated() => Ok(()),
+        };
+        let _ = stop_tx.send(true);
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, futures::future::join_all(background)).await;
+        result.map(|()| ExitCode::SUCCESS)
+    });
+    rt.shutdown_timeout(RUNTIME_GRACE);
+    result
+}

@@ -1,0 +1,267 @@
+//! The state of the queue at a glance: the one status model that
+//! `mem0-queue status` (text or JSON), the `mem0_queue_status` tool and the
+//! dashboard render. It gathers and words; it picks no exit code: its
+//! verdict is a [`Severity`], which each face turns into its own terms.
+
+use serde_json::{Value, json};
+
+use crate::engine::app::App;
+use crate::engine::mem0::Reachability;
+use crate::engine::policy::{Alert, Level, PolicyInfo};
+use crate::engine::store::{Stats, StoreError};
+
+/// How the queue is doing, in the monitoring convention's four levels: the
+/// most severe alert's level, or `Unknown` when the queue cannot be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    Ok,
+    Warning,
+    Critical,
+    Unknown,
+}
+
+pub struct StatusReport {
+    pub stats: Stats,
+    pub now_ms: i64,
+    pub alerts: Vec<Alert>,
+    pub policy: PolicyInfo,
+    pub reachability: Reachability,
+    pub breaker_open_until: Option<i64>,
+    pub data_dir: String,
+    pub db: String,
+    pub log: String,
+    pub config_file: Option<String>,
+    pub api_url: Option<String>,
+    /// The configuration problem the last delivery run stopped on.
+    pub config_problem: Option<crate::engine::worker::ConfigProblemRecord>,
+}
+
+/// Reads the queue, asks the policy for alerts and, when `probe`, asks
+/// Mem0 whether it answers (bounded to 2 s).
+pub async fn gather(app: &App, probe: bool) -> Result<StatusReport, StoreError> {
+    let (stats, breaker) = app
+        .store
+        .run(|s| {
+            let open: Option<i64> = s
+                .meta_get("breaker_open_until")?
+                .and_then(|v| v.parse().ok());
+            Ok((s.stats()?, open))
+        })
+        .await?;
+    let alerts = app.alerts(&stats).await.unwrap_or_default();
+    let config_problem = app.config_problem().await;
+    let now_ms = app.clock.now_ms();
+    let reachability = match (&app.client, probe) {
+        (Err(_), _) => Reachability::NotConfigured,
+        (Ok(c), true) => c.probe().await,
+        (Ok(_), false) => Reachability::Unreachable {
+            error: "not probed".into(),
+        },
+    };
+    Ok(StatusReport {
+        stats,
+        now_ms,
+        alerts,
+        policy: app.policy_info(),
+        reachability,
+        breaker_open_until: breaker.filter(|&t| t > now_ms),
+        data_dir: app.paths.data_dir.display().to_string(),
+        db: app.paths.db().display().to_string(),
+        log: app.paths.worker_log().display().to_string(),
+        config_file: app.resolved.file.as_ref().map(|p| p.display().to_string()),
+        api_url: app.config().api_url.clone(),
+        config_problem,
+    })
+}
+
+fn age(now: i64, t: Option<i64>) -> Option<u64> {
+    t.map(|t| ((now - t).max(0) / 1000) as u64)
+}
+
+fn human_secs(s: u64) -> String {
+    crate::engine::text::truncate(
+        &humantime::format_duration(std::time::Duration::from_secs(s)).to_string(),
+        40,
+    )
+}
+
+impl StatusReport {
+    /// The most severe alert's level.
+    pub fn severity(&self) -> Severity {
+        if self.alerts.iter().any(|a| a.level == Level::Critical) {
+            Severity::Critical
+        } else if self.alerts.is_empty() {
+            Severity::Ok
+        } else {
+            Severity::Warning
+        }
+    }
+
+    /// The report as JSON, without the exit code, which is the command
+    /// line's to give (`faces::cli::exit::status_json` adds it).
+    pub fn json(&self) -> Value {
+        let s = &self.stats;
+        json!({
+            "counts": s.counts,
+            "oldest_pending_age_s": age(self.now_ms, s.oldest_pending),
+            "stats": {
+                "total_queued": s.total_queued,
+                "total_synced": s.total_synced,
+                "total_failed": s.total_failed,
+                "last_sync": s.last_sync.map(crate::engine::text::rfc3339),
+                "last_success": s.last_success.map(crate::engine::text::rfc3339),
+                "consecutive_failing_runs": s.consecutive_failing_runs,
+                "unreachable_runs": s.unreachable_runs,
+                "unreachable_since": s.unreachable_since.map(crate::engine::text::rfc3339),
+            },
+            "config_problem": self.config_problem.as_ref().map(|c| json!({
+                "code": c.problem.code(),
+                "problem": c.problem,
+                "description": c.problem.describe(),
+                "api_url": c.api_url,
+                "at": crate::engine::text::rfc3339(c.at_ms),
+                "fix": c.problem.fix(&c.api_url),
+            })),
+            "breaker": match self.breaker_open_until {
+                Some(t) => json!({"state": "open", "next_probe_at": crate::engine::text::rfc3339(t)}),
+                None => json!({"state": "closed"}),
+            },
+            "policy": self.policy,
+            "alerts": self.alerts.iter().map(alert_json).collect::<Vec<_>>(),
+            "mem0": {
+                "url": self.api_url,
+                "reachability": self.reachability,
+            },
+            "paths": {
+                "data_dir": self.data_dir,
+                "db": self.db,
+                "worker_log": self.log,
+                "config_file": self.config_file,
+            },
+        })
+    }
+
+    pub fn text(&self) -> String {
+        let s = &self.stats;
+        let c = &s.counts;
+        let mut out = String::new();
+        out.push_str(&format!(
+            "queue: {} pending, {} in flight, {} failed, {} dead, {} delivered\n",
+            c.pending, c.in_flight, c.failed, c.dead, c.delivered
+        ));
+        out.push_str(&format!(
+            "oldest pending: {}\n",
+            age(self.now_ms, s.oldest_pending)
+                .map(|a| format!("{} ago", human_secs(a)))
+                .unwrap_or_else(|| "none".into())
+        ));
+        out.push_str(&format!(
+            "stats: total_queued {}, total_synced {}, total_failed {}\n",
+            s.total_queued, s.total_synced, s.total_failed
+        ));
+        out.push_str(&format!(
+            "last sync: {}; last delivery: {}\n",
+            s.last_sync
+                .map(crate::engine::text::rfc3339)
+                .unwrap_or_else(|| "never".into()),
+            s.last_success
+                .map(crate::engine::text::rfc3339)
+                .unwrap_or_else(|| "never".into()),
+        ));
+        out.push_str(&format!(
+            "breaker: {}\n",
+            match self.breaker_open_until {
+                Some(t) => format!(
+                    "open (server down); next probe at {}",
+                    crate::engine::text::rfc3339(t)
+                ),
+                None => "closed".into(),
+            }
+        ));
+        out.push_str(&format!(
+            "mem0: {} {}\n",
+            self.api_url.as_deref().unwrap_or("(no api_url)"),
+            reachability_text(&self.reachability)
+        ));
+        if s.unreachable_runs > 0 {
+            out.push_str(&format!(
+                "unreachable: the last {} delivery runs reached nothing{}\n",
+                s.unreachable_runs,
+                age(self.now_ms, s.unreachable_since)
+                    .map(|a| format!(" (since {} ago)", human_secs(a)))
+                    .unwrap_or_default()
+            ));
+        }
+        if let Some(c) = &self.config_problem {
+            out.push_str(&format!(
+                "configuration problem (last run, {}): {}\n",
+                crate::engine::text::rfc3339(c.at_ms),
+                c.problem.describe()
+            ));
+        }
+        out.push_str(&format!(
+            "policy: {} {} from {}{}\n",
+            self.policy.name,
+            self.policy.version,
+            self.policy.source,
+            self.policy
+                .broken
+                .as_ref()
+                .map(|b| format!(" (configured policy BROKEN: {b})"))
+                .unwrap_or_default()
+        ));
+        if self.alerts.is_empty() {
+            out.push_str("alerts: none\n");
+        }
+        for a in &self.alerts {
+            out.push_str(&format!(
+                "{}: {}\n",
+                level_name(a).to_uppercase(),
+                a.message
+            ));
+            for (i, action) in a.actions.iter().enumerate() {
+                out.push_str(&format!("  {}. {action}\n", i + 1));
+            }
+        }
+        out.push_str(&format!(
+            "paths: data {} | db {} | log {} | config {}\n",
+            self.data_dir,
+            self.db,
+            self.log,
+            self.config_file.as_deref().unwrap_or("(none)")
+        ));
+        out
+    }
+}
+
+/// Mem0 reachability in words.
+pub fn reachability_text(r: &Reachability) -> String {
+    match r {
+        Reachability::NotConfigured => "not configured (saves queue up locally)".into(),
+        Reachability::Reachable => "reachable".into(),
+        Reachability::AuthRejected { http_status } => {
+            format!("reachable, but the API key is rejected (HTTP {http_status})")
+        }
+        Reachability::Misconfigured { problem } => {
+            format!("MISCONFIGURED: {}", problem.describe())
+        }
+        Reachability::Unreachable { error } => format!("unreachable ({error})"),
+    }
+}
+
+/// An alert as JSON for tool replies and `status --json`.
+pub fn alert_json(a: &Alert) -> serde_json::Value {
+    serde_json::json!({
+        "level": level_name(a),
+        "code": a.code,
+        "message": a.message,
+        "actions": a.actions,
+    })
+}
+
+pub fn level_name(a: &Alert) -> &'static str {
+    match a.level {
+        Level::Warning => "warning",
+        Level::Critical => "critical",
+    }
+}

@@ -1,0 +1,628 @@
+//! `mem0-queue doctor`: checks the installation, one [`Check`] per check,
+//! `OK`, `WARN` or `FAIL`, with the fix to apply for each FAIL or WARN. The
+//! command line prints them, one line each, and exits 0 when nothing FAILs,
+//! 1 otherwise. It reads and probes; it writes nothing (not even the data
+//! dir).
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::engine::config::{ApiKind, Env, ProcessEnv, Resolved, Source};
+use crate::engine::mem0::{Client, ConfigProblem, Reachability};
+use crate::engine::paths::Paths;
+use crate::engine::policy::{PolicySource, Runtime};
+use crate::ops::Invocation;
+use crate::ops::install::{self, ClaudeFiles, Doc};
+use crate::ops::schedule::{self, Files, ToolRun};
+
+/// The whole probe's bound (the client's own probe timeout is 2 s; an OSS
+/// server without the providers route costs a second request).
+const PROBE_BOUND: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Ok,
+    Warn,
+    Fail,
+}
+
+/// One check's outcome.
+#[derive(Debug, Clone)]
+pub struct Check {
+    pub verdict: Verdict,
+    pub name: &'static str,
+    pub detail: String,
+    pub fix: Option<String>,
+}
+
+fn ok(name: &'static str, detail: impl Into<String>) -> Check {
+    Check {
+        verdict: Verdict::Ok,
+        name,
+        detail: detail.into(),
+        fix: None,
+    }
+}
+
+fn fail(name: &'static str, detail: impl Into<String>, fix: impl Into<String>) -> Check {
+    Check {
+        verdict: Verdict::Fail,
+        name,
+        detail: detail.into(),
+        fix: Some(fix.into()),
+    }
+}
+
+fn warn(name: &'static str, detail: impl Into<String>, fix: impl Into<String>) -> Check {
+    Check {
+        verdict: Verdict::Warn,
+        name,
+        detail: detail.into(),
+        fix: Some(fix.into()),
+    }
+}
+
+fn mode(p: &Path) -> Option<u32> {
+    std::fs::metadata(p)
+        .ok()
+        .map(|m| m.permissions().mode() & 0o777)
+}
+
+/// `mem0-queue doctor`: every check, in the order they are shown.
+pub fn run(inv: &Invocation) -> Vec<Check> {
+    let (resolved, paths) = (&inv.resolved, &inv.paths);
+    let mut checks = Vec::new();
+    config_checks(resolved, &mut checks);
+    data_checks(paths, &mut checks);
+    checks.push(probe_check(resolved));
+    checks.push(policy_check(resolved, paths));
+    checks.push(schedule_check());
+    claude_checks(&mut checks);
+    seed_check(&mut checks);
+    checks
+}
+
+fn config_checks(r: &Resolved, checks: &mut Vec<Check>) {
+    let c = &r.config;
+    match &r.file {
+        Some(f) => {
+            checks.push(ok("config file", f.display().to_string()));
+            let has_key = matches!(r.sources.get("api_key"), Some(Source::File(_)));
+            match mode(f) {
+                Some(m) if has_key && m & 0o077 != 0 => checks.push(fail(
+                    "config mode",
+                    format!("{} holds an API key and is mode {m:04o}", f.display()),
+                    format!(
+                        "chmod 600 {}",
+                        install::shell_quote(&f.display().to_string())
+                    ),
+                )),
+                Some(m) if has_key => {
+                    checks.push(ok("config mode", format!("{m:04o} (it holds the API key)")))
+                }
+                Some(m) => checks.push(ok("config mode", format!("{m:04o} (no key in it)"))),
+                None => {}
+            }
+        }
+        None => {
+            let path = crate::engine::config::config_path(&ProcessEnv, None)
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "~/.config/mem0-queue/config.toml".into());
+            checks.push(fail(
+                "config file",
+                format!("{path} does not exist; the schedule and the hook only see a config file"),
+                "mem0-queue config init, then set api_url (and api_key) in it",
+            ));
+        }
+    }
+    match (&c.api_url, r.sources.get("api_url")) {
+        (None, _) => checks.push(fail(
+            "api_url",
+            "not set: memories are queued but never delivered",
+            "set api_url = \"http://your-server:8888\" in the config file",
+        )),
+        (Some(u), Some(Source::Env(v))) => checks.push(warn(
+            "api_url",
+            format!("{u} (from ${v}: cron, systemd and Claude Code's hook may not see it)"),
+            "put api_url in the config file",
+        )),
+        (Some(u), _) => checks.push(ok("api_url", u.clone())),
+    }
+    match (&c.api_key, c.api_kind) {
+        (None, ApiKind::Platform) => checks.push(fail(
+            "api_key",
+            "api_kind is platform and no API key is set",
+            "set api_key = \"m0-...\" in the config file (mode 0600)",
+        )),
+        (None, ApiKind::Oss) => checks.push(ok(
+            "api_key",
+            "none (a self-hosted server without auth needs none)",
+        )),
+        (Some(_), _) => match r.sources.get("api_key") {
+            Some(Source::Env(v)) => checks.push(warn(
+                "api_key",
+                format!("set (from ${v}: cron, systemd and Claude Code's hook may not see it)"),
+                "put api_key in the config file (mode 0600)",
+            )),
+            _ => checks.push(ok("api_key", "set")),
+        },
+    }
+}
+
+fn data_checks(paths: &Paths, checks: &mut Vec<Check>) {
+    let dir = &paths.data_dir;
+    let shown = install::shell_quote(&dir.display().to_string());
+    match mode(dir) {
+        None => {
+            checks.push(ok(
+                "data dir",
+                format!(
+                    "{} (not created yet: the first save creates it, 0700)",
+                    dir.display()
+                ),
+            ));
+        }
+        Some(0o700) => checks.push(ok("data dir", format!("{} (0700)", dir.display()))),
+        Some(m) => checks.push(fail(
+            "data dir",
+            format!(
+                "{} is mode {m:04o}; it holds private memories",
+                dir.display()
+            ),
+            format!("chmod 700 {shown}"),
+        )),
+    }
+    let db = paths.db();
+    match mode(&db) {
+        None => {}
+        Some(m) if m & 0o077 == 0 => {
+            checks.push(ok("queue db", format!("{} ({m:04o})", db.display())))
+        }
+        Some(m) => checks.push(fail(
+            "queue db",
+            format!("{} is mode {m:04o}", db.display()),
+            format!(
+                "chmod 600 {}",
+                install::shell_quote(&db.display().to_string())
+            ),
+        )),
+    }
+    // The filesystem of the data dir, or of its nearest existing parent.
+    let mut probe: PathBuf = dir.clone();
+    while !probe.exists() {
+        match probe.parent() {
+            Some(p) => probe = p.to_path_buf(),
+            None => break,
+        }
+    }
+    match fs_type(&probe) {
+        Ok((name, true)) => checks.push(ok("filesystem", format!("{name} (local)"))),
+        Ok((name, false)) => checks.push(fail(
+            "filesystem",
+            format!(
+                "{} is on {name}, a network or FUSE filesystem: SQLite's locking is not safe there",
+                dir.display()
+            ),
+            "set data_dir in the config to a local disk, e.g. ~/.local/share/mem0-queue",
+        )),
+        Err(e) => checks.push(warn(
+            "filesystem",
+            format!("cannot tell ({e})"),
+            "make sure the data dir is on a local disk",
+        )),
+    }
+}
+
+/// statfs(2) of `path`.
+#[cfg(any(target_os = "linux", target_os = "macos"))]
+fn statfs(path: &Path) -> std::io::Result<libc::statfs> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    // SAFETY: an all-zero statfs is a valid value to be overwritten.
+    #[allow(unsafe_code)]
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a NUL-terminated path and `st` a valid out pointer.
+    #[allow(unsafe_code)]
+    let rc = unsafe { libc::statfs(c.as_ptr(), &mut st) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(st)
+}
+
+/// The filesystem type of `path` and whether it is local.
+#[cfg(target_os = "linux")]
+pub fn fs_type(path: &Path) -> std::io::Result<(String, bool)> {
+    let st = statfs(path)?;
+    // f_type's width differs between libcs and architectures.
+    #[allow(clippy::unnecessary_cast)]
+    let t = st.f_type as i64 as u32;
+    let (name, local) = match t {
+        0x6969 => ("nfs", false),
+        0x517b => ("smb", false),
+        0xff53_4d42 => ("cifs", false),
+        0xfe53_4d42 => ("smb2", false),
+        0x6573_5546 => ("fuse", false),
+        0x0102_1997 => ("9p", false),
+        0x0000_564c => ("ncp", false),
+        0x7375_7245 => ("coda", false),
+        0x5346_414f => ("afs", false),
+        0x00c3_6400 => ("ceph", false),
+        0xef53 => ("ext2/3/4", true),
+        0x5846_5342 => ("xfs", true),
+        0x9123_683e => ("btrfs", true),
+        0x0102_1994 => ("tmpfs", true),
+        0x794c_7630 => ("overlayfs", true),
+        0x2fc1_2fc1 => ("zfs", true),
+        0xf2f5_2010 => ("f2fs", true),
+        0x4d44 => ("vfat", true),
+        0x2011_bab0 => ("exfat", true),
+        _ => return Ok((format!("type 0x{t:x}"), true)),
+    };
+    Ok((name.to_string(), local))
+}
+
+/// The filesystem type of `path` and whether it is local.
+#[cfg(target_os = "macos")]
+pub fn fs_type(path: &Path) -> std::io::Result<(String, bool)> {
+    let st = statfs(path)?;
+    let name: String = st
+        .f_fstypename
+        .iter()
+        .take_while(|&&b| b != 0)
+        .map(|&b| b as u8 as char)
+        .collect();
+    let remote = ["nfs", "smbfs", "afpfs", "webdav", "ftp", "cifs"].contains(&name.as_str())
+        || name.contains("fuse");
+    Ok((name, !remote))
+}
+
+/// The filesystem type of `path` and whether it is local.
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
+pub fn fs_type(_path: &Path) -> std::io::Result<(String, bool)> {
+    Err(std::io::Error::other("not checked on this system"))
+}
+
+fn probe_check(r: &Resolved) -> Check {
+    let client = match Client::from_config(&r.config) {
+        Ok(c) => c,
+        Err(e) => {
+            return fail(
+                "mem0 server",
+                e.to_string(),
+                "set api_url in the config file",
+            );
+        }
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build();
+    let reach = match rt {
+        Ok(rt) => rt.block_on(async {
+            tokio::time::timeout(PROBE_BOUND, client.probe())
+                .await
+                .unwrap_or(Reachability::Unreachable {
+                    error: "no answer in time".into(),
+                })
+        }),
+        Err(e) => Reachability::Unreachable {
+            error: e.to_string(),
+        },
+    };
+    let url = r.config.api_url.clone().unwrap_or_default();
+    match reach {
+        Reachability::Reachable => ok("mem0 server", format!("{url} answers (auth accepted)")),
+        Reachability::Misconfigured { problem } => {
+            let mut steps: Vec<String> = problem
+                .fix(&url)
+                .into_iter()
+                .filter(|s| !s.starts_with("mem0-queue doctor"))
+                .collect();
+            if let ConfigProblem::WrongRoute { .. } = problem
+                && let Some(hint) = rt_hint(&r.config)
+            {
+                steps.insert(0, hint);
+            }
+            fail(
+                "mem0 server",
+                format!(
+                    "{url} is not the Mem0 API as configured: {}; memories stay queued, nothing is sent until this is fixed",
+                    problem.describe()
+                ),
+                steps.join("; then "),
+            )
+        }
+        Reachability::AuthRejected { http_status } => fail(
+            "mem0 server",
+            format!("{url} rejects the API key (HTTP {http_status})"),
+            "check api_key (and api_kind: oss or platform) against the server",
+        ),
+        Reachability::Unreachable { error } => fail(
+            "mem0 server",
+            format!("{url} does not answer ({error})"),
+            "start the Mem0 server or fix api_url; memories stay queued meanwhile",
+        ),
+        Reachability::NotConfigured => fail(
+            "mem0 server",
+            "not configured",
+            "set api_url in the config file",
+        ),
+    }
+}
+
+/// For a wrong route: tries the other API kind and the bare host, and
+/// says which one answers, on a runtime of its own.
+fn rt_hint(c: &crate::engine::config::Config) -> Option<String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .ok()?;
+    rt.block_on(async { tokio::time::timeout(PROBE_BOUND, wrong_route_hint(c)).await })
+        .ok()
+        .flatten()
+}
+
+async fn wrong_route_hint(c: &crate::engine::config::Config) -> Option<String> {
+    let url = c.api_url.clone()?;
+    let other = match c.api_kind {
+        ApiKind::Oss => ApiKind::Platform,
+        ApiKind::Platform => ApiKind::Oss,
+    };
+    let try_with = |api_url: String, kind: ApiKind| {
+        let cfg = crate::engine::config::Config {
+            api_url: Some(api_url),
+            api_kind: kind,
+            ..c.clone()
+        };
+        async move {
+            match Client::from_config(&cfg) {
+                Ok(client) => matches!(
+                    client.probe().await,
+                    Reachability::Reachable | Reachability::AuthRejected { .. }
+                ),
+                Err(_) => false,
+            }
+        }
+    };
+    let kind_name = |k: ApiKind| match k {
+        ApiKind::Oss => "oss",
+        ApiKind::Platform => "platform",
+    };
+    if try_with(url.clone(), other).await {
+        return Some(format!(
+            "the {} API answers at {url}: set api_kind = \"{}\"",
+            kind_name(other),
+            kind_name(other)
+        ));
+    }
+    let parsed = url::Url::parse(&url).ok()?;
+    if parsed.path().trim_matches('/').is_empty() {
+        return None;
+    }
+    let mut origin = format!("{}://{}", parsed.scheme(), parsed.host_str()?);
+    if let Some(port) = parsed.port() {
+        origin.push_str(&format!(":{port}"));
+    }
+    for kind in [c.api_kind, other] {
+        if try_with(origin.clone(), kind).await {
+            return Some(format!(
+                "the Mem0 API answers at {origin} without the path prefix: set api_url = \"{origin}\" (api_kind = \"{}\")",
+                kind_name(kind)
+            ));
+        }
+    }
+    None
+}
+
+fn policy_check(r: &Resolved, paths: &Paths) -> Check {
+    let source = match &r.config.policy {
+        Some(p) => PolicySource::File(p.clone()),
+        None => PolicySource::Embedded,
+    };
+    let cache = paths.cache_dir();
+    let cache = cache.is_dir().then_some(cache);
+    match Runtime::new(source, cache.as_deref()) {
+        Ok(rt) => {
+            let info = rt.info();
+            match info.broken {
+                None => ok(
+                    "policy",
+                    format!("{} {} ({})", info.name, info.version, info.source),
+                ),
+                Some(b) => fail(
+                    "policy",
+                    format!(
+                        "{} is broken: {b}; the embedded default decides instead",
+                        info.source
+                    ),
+                    "mem0-queue policy check <path>, or remove `policy` from the config",
+                ),
+            }
+        }
+        Err(e) => fail(
+            "policy",
+            format!("the embedded default policy does not load: {e}"),
+            "reinstall mem0-queue",
+        ),
+    }
+}
+
+fn schedule_check() -> Check {
+    let files = match Files::locate(&ProcessEnv) {
+        Ok(f) => f,
+        Err(e) => return fail("schedule", e.to_string(), "set HOME"),
+    };
+    let marker = files.marker().to_path_buf();
+    if marker.exists() {
+        return match &files {
+            Files::Systemd { .. } => {
+                let timer = format!("{}.timer", schedule::UNIT);
+                if !schedule::systemd_usable() {
+                    return ok(
+                        "schedule",
+                        format!(
+                            "{} is installed (systemd's user manager is not reachable from here to \
+                             confirm it runs)",
+                            marker.display()
+                        ),
+                    );
+                }
+                match schedule::run_tool("systemctl", &["--user", "is-active", &timer]) {
+                    ToolRun::Ok(s) if s == "active" => {
+                        ok("schedule", format!("systemd timer {timer} is active"))
+                    }
+                    _ => fail(
+                        "schedule",
+                        format!("{} exists but the timer is not active", marker.display()),
+                        format!(
+                            "systemctl --user daemon-reload && systemctl --user enable --now {timer}"
+                        ),
+                    ),
+                }
+            }
+            Files::Launchd { .. } => ok("schedule", format!("launchd agent {}", marker.display())),
+        };
+    }
+    if let Some((ours, _)) = schedule::crontab_lines()
+        && let Some(l) = ours.first()
+    {
+        return ok("schedule", format!("crontab: {l}"));
+    }
+    fail(
+        "schedule",
+        "no schedule runs `mem0-queue sync` (no timer or agent, no crontab line)",
+        "mem0-queue install schedule (or install schedule --cron for a crontab line)",
+    )
+}
+
+/// Whether the program at the start of a command line exists.
+fn command_exists(cmd: &str) -> bool {
+    let first = if let Some(rest) = cmd.strip_prefix('\'') {
+        rest.split('\'').next().unwrap_or("").to_string()
+    } else {
+        cmd.split_whitespace().next().unwrap_or("").to_string()
+    };
+    !first.is_empty() && Path::new(&first).is_file()
+}
+
+fn read_doc(p: &Path) -> Result<Option<Doc>, String> {
+    match install::read_optional(p) {
+        Ok(None) => Ok(None),
+        Ok(Some(b)) => serde_json::from_slice::<Doc>(&b)
+            .map(Some)
+            .map_err(|e| format!("{} is not valid JSON: {e}", p.display())),
+        Err(e) => Err(format!("{e:#}")),
+    }
+}
+
+fn claude_checks(checks: &mut Vec<Check>) {
+    let files = match ClaudeFiles::locate(&ProcessEnv) {
+        Ok(f) => f,
+        Err(e) => {
+            checks.push(fail("claude code", e.to_string(), "set HOME"));
+            return;
+        }
+    };
+    let fix = "mem0-queue install claude-code, then restart Claude Code";
+    match read_doc(&files.settings) {
+        Err(e) => checks.push(fail("hook", e, "fix the file by hand, or restore a backup")),
+        Ok(doc) => match doc.as_ref().and_then(install::installed_hook) {
+            Some(cmd) if command_exists(&cmd) => {
+                checks.push(ok("hook", format!("SessionEnd runs `{cmd}`")))
+            }
+            Some(cmd) => checks.push(fail(
+                "hook",
+                format!("SessionEnd runs `{cmd}`, whose program no longer exists"),
+                fix,
+            )),
+            None => checks.push(fail(
+                "hook",
+                format!(
+                    "no mem0-queue SessionEnd hook in {}",
+                    files.settings.display()
+                ),
+                fix,
+            )),
+        },
+    }
+    match read_doc(&files.config) {
+        Err(e) => checks.push(fail(
+            "mcp server",
+            e,
+            "fix the file by hand, or restore a backup",
+        )),
+        Ok(doc) => {
+            let entry = doc
+                .as_ref()
+                .and_then(|d| install::installed_mcp(d).cloned());
+            match entry {
+                Some(e) => {
+                    let cmd = e.get("command").and_then(Doc::as_str).unwrap_or("");
+                    if Path::new(cmd).is_file() {
+                        checks.push(ok(
+                            "mcp server",
+                            format!("\"{}\" registered (user scope): {cmd}", install::MCP_NAME),
+                        ));
+                    } else {
+                        checks.push(fail(
+                            "mcp server",
+                            format!(
+                                "\"{}\" points at {cmd:?}, which does not exist",
+                                install::MCP_NAME
+                            ),
+                            fix,
+                        ));
+                    }
+                }
+                None => checks.push(fail(
+                    "mcp server",
+                    format!(
+                        "\"{}\" is not registered in {}",
+                        install::MCP_NAME,
+                        files.config.display()
+                    ),
+                    fix,
+                )),
+            }
+        }
+    }
+}
+
+/// The seed's leftovers: its JSON queue, cron line and hook.
+fn seed_check(checks: &mut Vec<Check>) {
+    let Some(home) = ProcessEnv.var("HOME").map(PathBuf::from) else {
+        return;
+    };
+    let queue = home.join(".claude/mem0_queue.json");
+    if queue.exists() {
+        checks.push(warn(
+            "seed queue",
+            format!("{} exists (the seed's JSON queue)", queue.display()),
+            "mem0-queue import ~/.claude/mem0_queue.json (idempotent: safe to run again), then \
+             move the file aside (e.g. to mem0_queue.json.imported) and remove the seed's cron \
+             line and hook",
+        ));
+    }
+    if let Some((_, seed)) = schedule::crontab_lines() {
+        for l in seed {
+            checks.push(warn(
+                "seed cron",
+                format!("the seed's worker still runs from cron: {l}"),
+                "crontab -e, and delete that line",
+            ));
+        }
+    }
+    if let Ok(f) = ClaudeFiles::locate(&ProcessEnv)
+        && let Ok(Some(doc)) = read_doc(&f.settings)
+    {
+        for h in install::seed_hooks(&doc) {
+            checks.push(warn(
+                "seed hook",
+                format!("the seed's hook is still in {}: {h}", f.settings.display()),
+                "delete it there once the seed's queue is imported",
+            ));
+        }
+    }
+}
