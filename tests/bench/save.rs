@@ -1,6 +1,8 @@
 //! Benchmark: `mem0_save` round trips through a real MCP stdio client (the
 //! rmcp client over a `mem0-queue serve` child; `cargo bench` builds it in
-//! release) at queue sizes 100, 10,000 and 100,000, and, in the same run,
+//! release) at queue sizes 100, 10,000 and 100,000; `mem0_update` and
+//! `mem0_delete` at 10,000 (on memories never sent and on delivered ones);
+//! and, in the same run,
 //! the seed's way of saving (read the JSON file, append, rewrite it with
 //! tmp + fsync + rename) at 10,000 entries, so the ratio is measured; and
 //! the floor any durable save pays on this disk, one 4 KiB write + fdatasync.
@@ -59,6 +61,19 @@ fn main() {
             fill.as_secs_f64()
         );
         p50s.push((size, p50));
+    }
+    // The lifecycle's changes, in the same run, on a queue of 10,000.
+    let changes = rt.block_on(measure_changes());
+    println!(
+        "mem0_update and mem0_delete round trips over MCP stdio, queue 10,000, {CHANGE_SAMPLES} each:"
+    );
+    for (what, mut lat) in changes {
+        let (p50, p99) = percentiles(&mut lat);
+        println!(
+            "  {what:<44} p50 {:>7.3} ms   p99 {:>7.3} ms",
+            ms(p50),
+            ms(p99)
+        );
     }
     let p50_of = |n: usize| {
         p50s.iter()
@@ -190,6 +205,77 @@ async fn measure(sb: &Sandbox, size: usize) -> Vec<Duration> {
     }
     server.stop().await;
     lat
+}
+
+/// Changes timed per kind in the lifecycle part.
+const CHANGE_SAMPLES: usize = 200;
+
+/// `mem0_update` and `mem0_delete` on a queue of 10,000: on memories never
+/// sent (applied to the local copy) and on delivered ones (queued against
+/// their Mem0 id): each one transaction with its fsync, like a save.
+async fn measure_changes() -> Vec<(&'static str, Vec<Duration>)> {
+    let sb = Sandbox::new(bin!());
+    prefill(&sb, SIZES[1]);
+    // Deliver the oldest 2 x CHANGE_SAMPLES, as a worker would.
+    let mut delivered = Vec::new();
+    {
+        let mut store = Store::open(&sb.db()).expect("open the queue");
+        let claimed = store
+            .claim("bench", 1, 600_000, 2 * CHANGE_SAMPLES)
+            .expect("claim");
+        for c in claimed {
+            let remote = uuid::Uuid::new_v4().to_string();
+            store
+                .record_delivered(&c.id, std::slice::from_ref(&remote), 2)
+                .expect("deliver");
+            delivered.push(c.id);
+        }
+    }
+    let pending: Vec<String> = (2 * CHANGE_SAMPLES..4 * CHANGE_SAMPLES)
+        .map(|i| {
+            uuid::Uuid::from_u128(0xbe9c_0000_0000_4000_8000_0000_0000_0000 | i as u128).to_string()
+        })
+        .collect();
+    let server = sb.serve(&["--set", "max_queue_len=10000000"]).await;
+    let mut out = Vec::new();
+    for (what, tool, ids) in [
+        (
+            "update, never sent (applied locally)",
+            "mem0_update",
+            &pending[..CHANGE_SAMPLES],
+        ),
+        (
+            "update, delivered (queued for Mem0)",
+            "mem0_update",
+            &delivered[..CHANGE_SAMPLES],
+        ),
+        (
+            "delete, never sent (the save cancelled)",
+            "mem0_delete",
+            &pending[CHANGE_SAMPLES..],
+        ),
+        (
+            "delete, delivered (queued for Mem0)",
+            "mem0_delete",
+            &delivered[CHANGE_SAMPLES..],
+        ),
+    ] {
+        let mut lat = Vec::with_capacity(ids.len());
+        for (i, id) in ids.iter().enumerate() {
+            let args = if tool == "mem0_update" {
+                json!({"id": id, "text": memory("bench edit", i)})
+            } else {
+                json!({"id": id})
+            };
+            let t = Instant::now();
+            let r = server.call(tool, args).await;
+            lat.push(t.elapsed());
+            assert!(!is_error(&r), "a bench {tool} failed: {}", text(&r));
+        }
+        out.push((what, lat));
+    }
+    server.stop().await;
+    out
 }
 
 /// The seed's save: load the whole JSON file, append, write it back

@@ -5,7 +5,9 @@ Usage: mcp_client_check.py BINARY SCHEMA_DIR
 
 1. Starts BINARY over stdio with the SDK (mcp.client.stdio), initializes
    (the SDK's handshake version, 2025-11-25), lists the tools, calls
-   mem0_save, mem0_queue_status and mem0_recent, and validates every raw
+   mem0_save, mem0_queue_status, mem0_recent and every lifecycle tool
+   (mem0_get, mem0_list, mem0_update, mem0_delete, mem0_forget,
+   mem0_entities), and validates every raw
    response the server sent against the official schema of the negotiated
    revision (SCHEMA_DIR/<revision>.json): the envelope, and the result
    against InitializeResult, ListToolsResult or CallToolResult.
@@ -41,6 +43,7 @@ STATELESS_VERSION = "2026-07-28"
 SECRET = "python-sdk-memory-4b1d: tabs over spaces"
 TIMEOUT_S = 60
 CORE_TOOLS = {"mem0_save", "mem0_queue_status", "mem0_recent"}
+LIFECYCLE_TOOLS = {"mem0_get", "mem0_list", "mem0_update", "mem0_delete", "mem0_forget", "mem0_entities"}
 
 
 def load_schema(schema_dir, revision):
@@ -176,6 +179,43 @@ async def sdk_session(binary, data, home, stderr_file, schemas_by_revision):
 
                 bad_limit = await session.call_tool("mem0_recent", {"limit": 0})
                 assert bad_limit.is_error, structured_text(bad_limit)
+
+                # The lifecycle tools, every one, on a save never sent (no
+                # server is configured: changes apply to the local copy).
+                assert names >= LIFECYCLE_TOOLS, names
+                mid = sc["id"]
+                got = await session.call_tool("mem0_get", {"id": mid})
+                assert not got.is_error, structured_text(got)
+                assert got.structured_content["memory"]["memory"] == SECRET, got.structured_content
+                assert got.structured_content["memory"]["state"] == "pending"
+                upd = await session.call_tool("mem0_update", {"id": mid, "text": SECRET + " (edited)"})
+                assert not upd.is_error, structured_text(upd)
+                assert upd.structured_content["change"]["outcome"] == "applied_locally", upd.structured_content
+                empty = await session.call_tool("mem0_update", {"id": mid})
+                assert empty.is_error and structured_text(empty).startswith("NOT CHANGED"), structured_text(empty)
+                listed = await session.call_tool("mem0_list", {"project": "python-sdk"})
+                assert not listed.is_error, structured_text(listed)
+                lc = listed.structured_content
+                assert lc["local_only"] is True and lc["total"] == 1, lc
+                assert lc["memories"][0]["memory"] == SECRET + " (edited)", lc
+                ents = await session.call_tool("mem0_entities", {})
+                assert not ents.is_error, structured_text(ents)
+                assert {"type": "user", "id": "python-sdk", "local_memories": 1, "on_server": False} in [
+                    {k: e[k] for k in ("type", "id", "local_memories", "on_server")}
+                    for e in ents.structured_content["entities"]
+                ], ents.structured_content
+                unconfirmed = await session.call_tool("mem0_forget", {"project": "python-sdk"})
+                assert unconfirmed.is_error, structured_text(unconfirmed)
+                other = await session.call_tool("mem0_save", {"content": "forget me", "project": "python-sdk"})
+                deleted = await session.call_tool("mem0_delete", {"id": other.structured_content["id"]})
+                assert not deleted.is_error, structured_text(deleted)
+                forgot = await session.call_tool(
+                    "mem0_forget", {"project": "python-sdk", "confirm": "python-sdk"}
+                )
+                assert not forgot.is_error, structured_text(forgot)
+                assert forgot.structured_content["forget"]["cancelled"] == 1, forgot.structured_content
+                gone = await session.call_tool("mem0_get", {"id": mid})
+                assert gone.is_error, structured_text(gone)
             tg.cancel_scope.cancel()
 
     schemas = schemas_by_revision[HANDSHAKE_VERSION]

@@ -229,8 +229,10 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+/// One entry in the seed's item shape. A change (not a save) says which
+/// operation it is and what it changes, beyond the seed's own fields.
 fn seed_item(e: &EntryView) -> Value {
-    json!({
+    let mut item = json!({
         "id": e.id,
         "project": e.project,
         "content": e.content,
@@ -239,7 +241,13 @@ fn seed_item(e: &EntryView) -> Value {
         "metadata": e.metadata,
         "state": e.state,
         "remote_ids": e.remote_ids,
-    })
+    });
+    if e.op != crate::engine::store::Op::Add {
+        item["operation"] = json!(e.op);
+        item["target"] = json!(e.target);
+        item["mem0_id"] = json!(e.remote_target);
+    }
+    item
 }
 
 /// The queue in the seed's JSON shape.

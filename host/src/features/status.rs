@@ -34,18 +34,21 @@ pub struct StatusReport {
     pub api_url: Option<String>,
     /// The configuration problem the last delivery run stopped on.
     pub config_problem: Option<crate::engine::worker::ConfigProblemRecord>,
+    /// The changes in the queue (updates, deletes, forgets) by kind and
+    /// state; the counts above hold them too.
+    pub changes: Vec<(crate::engine::store::Op, crate::engine::store::State, u64)>,
 }
 
 /// Reads the queue, asks the policy for alerts and, when `probe`, asks
 /// Mem0 whether it answers (bounded to 2 s).
 pub async fn gather(app: &App, probe: bool) -> Result<StatusReport, StoreError> {
-    let (stats, breaker) = app
+    let (stats, breaker, changes) = app
         .store
         .run(|s| {
             let open: Option<i64> = s
                 .meta_get("breaker_open_until")?
                 .and_then(|v| v.parse().ok());
-            Ok((s.stats()?, open))
+            Ok((s.stats()?, open, s.op_counts()?))
         })
         .await?;
     let alerts = app.alerts(&stats).await.unwrap_or_default();
@@ -71,6 +74,7 @@ pub async fn gather(app: &App, probe: bool) -> Result<StatusReport, StoreError> 
         config_file: app.resolved.file.as_ref().map(|p| p.display().to_string()),
         api_url: app.config().api_url.clone(),
         config_problem,
+        changes,
     })
 }
 
@@ -101,8 +105,16 @@ impl StatusReport {
     /// line's to give (`faces::cli::exit::status_json` adds it).
     pub fn json(&self) -> Value {
         let s = &self.stats;
+        let mut changes = serde_json::Map::new();
+        for (op, state, n) in &self.changes {
+            let e = changes
+                .entry(op.as_str().to_string())
+                .or_insert_with(|| json!({}));
+            e[state.as_str()] = json!(n);
+        }
         json!({
             "counts": s.counts,
+            "changes": changes,
             "oldest_pending_age_s": age(self.now_ms, s.oldest_pending),
             "stats": {
                 "total_queued": s.total_queued,
@@ -149,6 +161,26 @@ impl StatusReport {
             "queue: {} pending, {} in flight, {} failed, {} dead, {} delivered\n",
             c.pending, c.in_flight, c.failed, c.dead, c.delivered
         ));
+        let waiting: Vec<String> = crate::engine::store::Op::ALL
+            .iter()
+            .filter_map(|op| {
+                let n: u64 = self
+                    .changes
+                    .iter()
+                    .filter(|(o, st, _)| {
+                        o == op && !matches!(st, crate::engine::store::State::Delivered)
+                    })
+                    .map(|(_, _, n)| n)
+                    .sum();
+                (n > 0).then(|| format!("{n} {}", op.as_str()))
+            })
+            .collect();
+        if !waiting.is_empty() {
+            out.push_str(&format!(
+                "changes among them (not delivered): {}\n",
+                waiting.join(", ")
+            ));
+        }
         out.push_str(&format!(
             "oldest pending: {}\n",
             age(self.now_ms, s.oldest_pending)

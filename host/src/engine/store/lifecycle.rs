@@ -877,6 +877,27 @@ impl Store {
         Ok(out)
     }
 
+    /// The changes in the queue by kind and state (saves are the rest of
+    /// the state counts): `(op, state, n)`, only the non-zero ones.
+    pub fn op_counts(&self) -> Result<Vec<(Op, State, u64)>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT op, state, count(*) FROM entries WHERE op != 'add' GROUP BY op, state",
+        )?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(op, st, n)| Some((Op::parse(&op)?, State::parse(&st)?, n.max(0) as u64)))
+            .collect())
+    }
+
     /// The memories deleted here, as (local id, project): their vault notes
     /// go.
     pub fn tombstones(&self) -> Result<Vec<(String, String)>, StoreError> {

@@ -64,15 +64,70 @@ pub enum Command {
         #[arg(long)]
         no_probe: bool,
     },
-    /// List entries in one state: ids, age, attempts, last error.
+    /// The memories of a project, newest first (Mem0's list merged with the
+    /// local copy, like the mem0_list tool); with --state, the queue's
+    /// entries in one state instead: saves and changes, ids, age, attempts,
+    /// last error.
     List {
-        #[arg(long, value_enum, default_value = "pending")]
-        state: ListState,
-        /// Also print each memory's text.
-        #[arg(long)]
+        /// The queue's entries in this state.
+        #[arg(long, value_enum)]
+        state: Option<ListState>,
+        /// With --state: also print each entry's text.
+        #[arg(long, requires = "state")]
         show_content: bool,
-        #[arg(long, default_value_t = 100)]
+        /// With --state: at most this many entries.
+        #[arg(long, default_value_t = 100, requires = "state")]
         limit: usize,
+        /// The project (default: the configured default_project).
+        #[arg(long, conflicts_with = "state")]
+        project: Option<String>,
+        #[arg(long, conflicts_with = "state")]
+        agent_id: Option<String>,
+        #[arg(long, conflicts_with = "state")]
+        run_id: Option<String>,
+        #[arg(long, default_value_t = 1, conflicts_with = "state")]
+        page: usize,
+        #[arg(long, default_value_t = crate::features::memories::DEFAULT_PAGE_SIZE, conflicts_with = "state")]
+        page_size: usize,
+        #[arg(long, conflicts_with = "state")]
+        json: bool,
+    },
+    /// One memory by its local id (mq_id) or its Mem0 id.
+    Get {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change a memory's text and/or metadata (queued; delivered in order).
+    Update {
+        id: String,
+        #[arg(long)]
+        text: Option<String>,
+        /// A JSON object of metadata keys to set.
+        #[arg(long, value_name = "JSON")]
+        metadata: Option<String>,
+        /// Only for a Mem0 id this queue never saw.
+        #[arg(long)]
+        project: Option<String>,
+    },
+    /// Delete a memory (a save never sent is just cancelled).
+    Delete {
+        id: String,
+        /// Only for a Mem0 id this queue never saw.
+        #[arg(long)]
+        project: Option<String>,
+    },
+    /// Delete EVERY memory of a project, here and on Mem0 (its delete-all).
+    /// Asks for the project's name unless --yes.
+    Forget {
+        project: String,
+        #[arg(long)]
+        yes: bool,
+    },
+    /// The projects (users), agents and runs with memories, here and on Mem0.
+    Entities {
+        #[arg(long)]
+        json: bool,
     },
     /// Move failed entries (or dead ones, with --dead) back to pending.
     /// With --delivered, entries marked delivered go back too (after a

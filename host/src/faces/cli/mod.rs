@@ -7,7 +7,8 @@
 //! - one file per command or group: [`serve`], [`sync`], [`status`],
 //!   [`queue`] (list, retry, purge), [`seed`] (import, export), [`search`],
 //!   [`graph`], [`dashboard`], [`policy`], [`config`], [`ops`] (install,
-//!   uninstall, hook, doctor).
+//!   uninstall, hook, doctor), [`memories`] (get, list, update, delete,
+//!   forget, entities).
 //!
 //! A new command: its clap type in `args.rs`, its code in the file of its
 //! group (or a new one) over a function of the engine, a feature or an
@@ -19,6 +20,7 @@ pub mod exit;
 pub mod config;
 pub mod dashboard;
 pub mod graph;
+pub mod memories;
 pub mod ops;
 pub mod policy;
 pub mod queue;
@@ -107,10 +109,49 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Sync { max_duration } => sync::run(open_app(resolved, paths)?, *max_duration),
         Command::List {
-            state,
+            state: Some(state),
             show_content,
             limit,
+            ..
         } => queue::list(&paths, (*state).into(), *show_content, *limit),
+        Command::List {
+            state: None,
+            project,
+            agent_id,
+            run_id,
+            page,
+            page_size,
+            json,
+            ..
+        } => memories::list(
+            open_app(resolved, paths)?,
+            project.clone(),
+            agent_id.as_deref(),
+            run_id.as_deref(),
+            *page,
+            *page_size,
+            *json,
+        ),
+        Command::Get { id, json } => memories::get(open_app(resolved, paths)?, id, *json),
+        Command::Update {
+            id,
+            text,
+            metadata,
+            project,
+        } => memories::update(
+            open_app(resolved, paths)?,
+            id,
+            text.clone(),
+            metadata.as_deref(),
+            project.clone(),
+        ),
+        Command::Delete { id, project } => {
+            memories::delete(open_app(resolved, paths)?, id, project.clone())
+        }
+        Command::Forget { project, yes } => {
+            memories::forget(open_app(resolved, paths)?, project, *yes)
+        }
+        Command::Entities { json } => memories::entities(open_app(resolved, paths)?, *json),
         Command::Retry {
             dead,
             delivered,

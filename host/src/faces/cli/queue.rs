@@ -22,8 +22,8 @@ pub fn list(
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
-        "{:<36}  {:>10}  {:>8}  {:<16}  last error",
-        "id", "age", "attempts", "project"
+        "{:<36}  {:<10}  {:>10}  {:>8}  {:<16}  last error",
+        "id", "operation", "age", "attempts", "project"
     )?;
     for r in rows {
         let age = humantime::format_duration(Duration::from_secs(
@@ -31,8 +31,9 @@ pub fn list(
         ));
         writeln!(
             out,
-            "{:<36}  {:>10}  {:>8}  {:<16}  {}",
+            "{:<36}  {:<10}  {:>10}  {:>8}  {:<16}  {}",
             r.id,
+            r.op.as_str(),
             age.to_string()
                 .split(' ')
                 .take(2)

@@ -94,6 +94,20 @@
     }
   }
 
+  // The changes among the entries (updates, deletes, forgets), by kind.
+  function renderChanges(ch) {
+    const p = $('changes');
+    const parts = [];
+    for (const [op, states] of Object.entries(ch || {})) {
+      const waiting = Object.entries(states)
+        .filter(([st]) => st !== 'delivered')
+        .reduce((a, [, n]) => a + n, 0);
+      if (waiting > 0) parts.push(waiting + ' ' + op.replace('_', '-'));
+    }
+    p.hidden = parts.length === 0;
+    p.textContent = parts.length ? 'changes among them, not delivered yet: ' + parts.join(', ') : '';
+  }
+
   function renderServer(s) {
     const m = s.mem0;
     $('mem0-url').textContent = m.url || 'none configured (memories queue up locally)';
@@ -256,6 +270,7 @@
     lastState = s;
     renderAlerts(s.alerts);
     renderCounts(s.counts);
+    renderChanges(s.changes);
     renderServer(s);
     renderChart($('chart-hours'), s.history.hours, hourLabel, 3);
     renderChart($('chart-days'), s.history.days, dayLabel, 1);

@@ -420,6 +420,7 @@ async fn api_state(Ax(d): Ax<Arc<Dash>>) -> Response {
     let body = json!({
         "now": now,
         "counts": base["counts"],
+        "changes": base["changes"],
         "alerts": base["alerts"],
         "breaker": base["breaker"],
         "stats": base["stats"],
