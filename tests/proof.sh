@@ -27,7 +27,7 @@ figures() {
   python3 - target/proof-reliability.log <<'PY'
 import re, sys, datetime, os, subprocess
 commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip() or "?"
-lines = [m.group(0) for m in re.finditer(r"R[1-7] [a-z][^\n]*", open(sys.argv[1]).read())]
+lines = [m.group(0) for m in re.finditer(r"R[1-8] [a-z][^\n]*", open(sys.argv[1]).read())]
 lines.sort(key=lambda l: l[:2])
 rows = []
 for l in lines:
@@ -61,7 +61,10 @@ reliability() {
   export MQ_R1_TRIALS=${MQ_R1_TRIALS:-1000}
   export MQ_R2_SAVES=${MQ_R2_SAVES:-2500}
   export PROPTEST_CASES=${PROPTEST_CASES:-20000}
-  local suites=(reliability_crash reliability_contention worker_faults network_path fuzz_inputs
+  # R8: 20 histories of 3 clients x 200 operations (12,000 operations).
+  export MQ_R8_HISTORIES=${MQ_R8_HISTORIES:-20}
+  export MQ_R8_OPS=${MQ_R8_OPS:-200}
+  local suites=(reliability_crash reliability_contention worker_faults network_path reliability_lifecycle fuzz_inputs
                 policy_hostile reliability_hostile_policy mcp_bad_input reliability_secrets)
   local log=target/proof-reliability.log
   mkdir -p target
