@@ -63,6 +63,9 @@ pub struct MirrorReport {
     pub entities_added: usize,
     pub observations_added: usize,
     pub relations_added: usize,
+    /// Observations of ours taken out: their memory was deleted here, or
+    /// its text changed (the new one is added).
+    pub observations_removed: usize,
 }
 
 fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
@@ -72,7 +75,15 @@ fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
 }
 
 /// Merges `ours` into the JSONL file at `path`, creating it if needed.
-pub fn mirror(ours: &Graph, path: &Path) -> Result<MirrorReport, GraphError> {
+/// `known` holds the local ids of every memory this queue knows or deleted:
+/// an observation of the file that names one of them (`(mq:ID, …)`, as
+/// [`observation`](crate::engine::store::graph::observation) writes it) and
+/// is no longer in `ours` is taken out; every other line of the file stays.
+pub fn mirror(
+    ours: &Graph,
+    known: &HashSet<String>,
+    path: &Path,
+) -> Result<MirrorReport, GraphError> {
     let werr = |source| GraphError::Write {
         path: path.to_path_buf(),
         source,
@@ -97,7 +108,7 @@ pub fn mirror(ours: &Graph, path: &Path) -> Result<MirrorReport, GraphError> {
                 });
             }
         };
-        let (out, report) = merge(&text, ours);
+        let (out, report) = merge(&text, ours, known);
         if out == text {
             return Ok(report);
         }
@@ -137,7 +148,14 @@ fn lock_path(path: &Path) -> PathBuf {
 
 /// The merged file text. Existing lines keep their place and their fields;
 /// observations and new lines are added.
-fn merge(text: &str, ours: &Graph) -> (String, MirrorReport) {
+/// The memory id an observation of ours names: `... (mq:ID, time)`.
+fn marker_id(observation: &str) -> Option<&str> {
+    let start = observation.rfind("(mq:")? + 4;
+    let rest = &observation[start..];
+    Some(&rest[..rest.find(',')?])
+}
+
+fn merge(text: &str, ours: &Graph, known: &HashSet<String>) -> (String, MirrorReport) {
     let mut report = MirrorReport::default();
     let mut lines: Vec<Value> = Vec::new();
     let mut raw: Vec<Option<String>> = Vec::new(); // unparseable lines kept verbatim
@@ -168,6 +186,28 @@ fn merge(text: &str, ours: &Graph) -> (String, MirrorReport) {
         }
     }
     let mut changed = vec![false; lines.len()];
+    let current: HashSet<&str> = ours
+        .entities
+        .iter()
+        .flat_map(|e| e.observations.iter().map(String::as_str))
+        .collect();
+    for (i, v) in lines.iter_mut().enumerate() {
+        if v.get("type").and_then(Value::as_str) != Some("entity") {
+            continue;
+        }
+        let Some(obs) = v.get_mut("observations").and_then(Value::as_array_mut) else {
+            continue;
+        };
+        let before = obs.len();
+        obs.retain(|o| {
+            let Some(text) = o.as_str() else { return true };
+            !(marker_id(text).is_some_and(|id| known.contains(id)) && !current.contains(text))
+        });
+        if obs.len() != before {
+            report.observations_removed += before - obs.len();
+            changed[i] = true;
+        }
+    }
     for e in &ours.entities {
         match entity_at.get(&e.name) {
             Some(&i) => {
@@ -270,8 +310,11 @@ pub async fn mirror_configured(app: &App) -> Result<Option<MirrorReport>, GraphE
     let Some(path) = app.config().graph_jsonl.clone() else {
         return Ok(None);
     };
-    let graph = app.store.run(|s| s.graph_all()).await?;
-    let report = tokio::task::spawn_blocking(move || mirror(&graph, &path))
+    let (graph, known) = app
+        .store
+        .run(|s| Ok((s.graph_all()?, s.memory_ids()?)))
+        .await?;
+    let report = tokio::task::spawn_blocking(move || mirror(&graph, &known, &path))
         .await
         .map_err(|e| GraphError::Store(StoreError::Task(e.to_string())))??;
     Ok(Some(report))
@@ -330,7 +373,8 @@ mod tests {
     fn merging_keeps_foreign_lines_and_only_adds() {
         let theirs = "{\"type\":\"entity\",\"name\":\"alice\",\"entityType\":\"person\",\"observations\":[\"likes tea\"]}\n\
                       {\"type\":\"relation\",\"from\":\"alice\",\"to\":\"bob\",\"relationType\":\"knows\"}";
-        let (out, report) = merge(theirs, &ours());
+        let known = HashSet::from(["1".to_string()]);
+        let (out, report) = merge(theirs, &ours(), &known);
         let lines: Vec<Value> = out
             .lines()
             .map(|l| serde_json::from_str(l).expect("json"))
@@ -351,12 +395,36 @@ mod tests {
             MirrorReport {
                 entities_added: 1,
                 observations_added: 2,
-                relations_added: 1
+                relations_added: 1,
+                observations_removed: 0,
             }
         );
         // Idempotent.
-        let (again, r2) = merge(&out, &ours());
+        let (again, r2) = merge(&out, &ours(), &known);
         assert_eq!(again, out);
         assert_eq!(r2, MirrorReport::default());
+    }
+
+    #[test]
+    fn a_deleted_or_edited_memory_takes_its_observations_back() {
+        let theirs = "{\"type\":\"entity\",\"name\":\"proj\",\"entityType\":\"project\",\"observations\":[\"likes tea\",\"old text (mq:7, 2026-01-01T00:00:00.000Z)\",\"gone (mq:8, 2026-01-01T00:00:00.000Z)\",\"elsewhere (mq:9, 2026-01-01T00:00:00.000Z)\"]}";
+        let mut g = ours();
+        g.entities[0]
+            .observations
+            .push("new text (mq:7, 2026-01-01T00:00:00.000Z)".into());
+        // 7 was edited, 8 deleted here; 9 is another queue's memory.
+        let known = HashSet::from(["1".to_string(), "7".to_string(), "8".to_string()]);
+        let (out, report) = merge(theirs, &g, &known);
+        let first: Value = serde_json::from_str(out.lines().next().expect("a line")).expect("json");
+        assert_eq!(
+            first["observations"],
+            json!([
+                "likes tea",
+                "elsewhere (mq:9, 2026-01-01T00:00:00.000Z)",
+                "a memory (mq:1)",
+                "new text (mq:7, 2026-01-01T00:00:00.000Z)"
+            ])
+        );
+        assert_eq!(report.observations_removed, 2);
     }
 }

@@ -910,6 +910,19 @@ impl Store {
         Ok(rows)
     }
 
+    /// The local ids of every memory here, live or deleted (tombstones):
+    /// the observations the graph mirror may take back.
+    pub fn memory_ids(&self) -> Result<HashSet<String>, StoreError> {
+        let mut out = HashSet::new();
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id FROM entries WHERE op = 'add' UNION SELECT entry_id FROM tombstones",
+        )?;
+        for id in stmt.query_map([], |r| r.get::<_, String>(0))? {
+            out.insert(id?);
+        }
+        Ok(out)
+    }
+
     /// How many changes were made here (the meta `local_changes` counter).
     pub fn local_changes(&self) -> Result<u64, StoreError> {
         Ok(self

@@ -320,6 +320,7 @@ impl Mem0QueueServer {
         match memories::update(&app, args.id.trim(), changes, args.project).await {
             Ok(o) => {
                 self.nudge.notify_one();
+                app.graph_dirty.notify_one();
                 reply(
                     change_text("updated", &o),
                     json!({"status": "queued", "change": o}),
@@ -342,6 +343,7 @@ impl Mem0QueueServer {
         match memories::delete(&app, args.id.trim(), args.project).await {
             Ok(o) => {
                 self.nudge.notify_one();
+                app.graph_dirty.notify_one();
                 reply(
                     change_text("deleted", &o),
                     json!({"status": "queued", "change": o}),
@@ -364,6 +366,7 @@ impl Mem0QueueServer {
         match memories::forget(&app, &args.project, args.confirm.as_deref()).await {
             Ok(r) => {
                 self.nudge.notify_one();
+                app.graph_dirty.notify_one();
                 reply(
                     format!(
                         "forgotten: every memory of project {} is gone from this queue's reads now, and Mem0's delete-all is queued ({}).",
