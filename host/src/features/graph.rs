@@ -201,7 +201,8 @@ fn merge(text: &str, ours: &Graph, known: &HashSet<String>) -> (String, MirrorRe
         let before = obs.len();
         obs.retain(|o| {
             let Some(text) = o.as_str() else { return true };
-            !(marker_id(text).is_some_and(|id| known.contains(id)) && !current.contains(text))
+            // Kept: not ours to take back, or still what the memory says.
+            !marker_id(text).is_some_and(|id| known.contains(id)) || current.contains(text)
         });
         if obs.len() != before {
             report.observations_removed += before - obs.len();
