@@ -113,7 +113,7 @@ impl MemoryView {
                 memory = t.clone();
             }
             if let Some(patch) = &c.metadata {
-                metadata = merge(&metadata, patch);
+                metadata = crate::engine::store::lifecycle::merge_metadata(&metadata, patch);
             }
         }
         MemoryView {
@@ -570,16 +570,6 @@ pub fn hidden(
             })
         }
     }
-}
-
-fn merge(base: &Value, patch: &Value) -> Value {
-    let mut out = base.as_object().cloned().unwrap_or_default();
-    if let Some(p) = patch.as_object() {
-        for (k, v) in p {
-            out.insert(k.clone(), v.clone());
-        }
-    }
-    Value::Object(out)
 }
 
 /// Unix ms of an RFC 3339 time as Mem0 writes it (`2026-11-30T10:00:00Z`,

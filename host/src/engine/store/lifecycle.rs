@@ -221,6 +221,18 @@ struct MemoryRow {
     maybe_sent: bool,
 }
 
+impl MemoryRow {
+    /// The state a change goes by: an add that may already be on the
+    /// server (its last outcome unknown) counts as in flight, so a change
+    /// goes behind it, in case the lookup finds it there.
+    fn effective_state(&self) -> State {
+        match self.m.state {
+            State::Pending | State::Failed if self.maybe_sent => State::InFlight,
+            s => s,
+        }
+    }
+}
+
 fn memory_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MemoryRow> {
     let metadata: String = r.get(5)?;
     let state: String = r.get(7)?;
@@ -377,8 +389,9 @@ fn drop_graph(tx: &Transaction<'_>, entry_id: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// `base` with `patch`'s keys replacing its own.
-fn merge(base: &Value, patch: &Value) -> Value {
+/// `base` with `patch`'s keys replacing its own (the self-hosted server's
+/// metadata rule, used for the local copy and for the platform's update).
+pub fn merge_metadata(base: &Value, patch: &Value) -> Value {
     let mut out = base.as_object().cloned().unwrap_or_default();
     if let Some(p) = patch.as_object() {
         for (k, v) in p {
@@ -427,14 +440,7 @@ impl Store {
             Found::Local { row, .. } if row.deleted => return Err(not_found(id)),
             Found::Local { row, remote } => {
                 let m = &row.m;
-                // An add that may already be on the server (its last
-                // outcome unknown) is treated as in flight: the change goes
-                // behind it, in case the lookup finds it there.
-                let state = match m.state {
-                    State::Pending | State::Failed if row.maybe_sent => State::InFlight,
-                    s => s,
-                };
-                match state {
+                match row.effective_state() {
                     State::Pending | State::Failed | State::Dead => {
                         rewrite_local(&tx, m, changes)?;
                         // Not on the server: the next attempt sends the new
@@ -548,11 +554,7 @@ impl Store {
             Found::Local { row, .. } if row.deleted => return Err(not_found(id)),
             Found::Local { row, remote } => {
                 let m = &row.m;
-                let state = match m.state {
-                    State::Pending | State::Failed if row.maybe_sent => State::InFlight,
-                    s => s,
-                };
-                match state {
+                match row.effective_state() {
                     State::Pending | State::Failed | State::Dead => {
                         // Never sent: the save is cancelled.
                         drop_graph(&tx, &m.id)?;
@@ -990,7 +992,7 @@ fn rewrite_local(
 ) -> Result<(), StoreError> {
     let content = changes.text.clone().unwrap_or_else(|| m.content.clone());
     let metadata = match &changes.metadata {
-        Some(patch) => merge(&m.metadata, patch),
+        Some(patch) => merge_metadata(&m.metadata, patch),
         None => m.metadata.clone(),
     };
     let input = graph::graph_input(&metadata)?;

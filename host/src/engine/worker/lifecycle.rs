@@ -116,7 +116,9 @@ async fn update(client: &Client, c: &Claimed) -> Attempt {
     // The platform may replace the metadata it is sent: it gets the whole
     // of it (the server's, with the changed keys), so `mq_id` survives.
     let metadata = match (&changes.metadata, &current) {
-        (Some(patch), Some(m)) if needs_full_metadata(client) => Some(merge(&m.metadata, patch)),
+        (Some(patch), Some(m)) if needs_full_metadata(client) => Some(
+            crate::engine::store::lifecycle::merge_metadata(&m.metadata, patch),
+        ),
         (md, _) => md.clone(),
     };
     match client
@@ -145,16 +147,6 @@ fn applied(changes: &Changes, memory: &str, metadata: &Value) -> bool {
             .is_some_and(|p| p.iter().all(|(k, v)| metadata.get(k) == Some(v)))
     });
     text_ok && meta_ok
-}
-
-fn merge(base: &Value, patch: &Value) -> Value {
-    let mut out = base.as_object().cloned().unwrap_or_default();
-    if let Some(p) = patch.as_object() {
-        for (k, v) in p {
-            out.insert(k.clone(), v.clone());
-        }
-    }
-    Value::Object(out)
 }
 
 /// A delete of a memory the server no longer has is a success.
