@@ -635,7 +635,11 @@ impl Store {
                           dead_reason = NULL, dead_auth = 0,
                           needs_reconcile = max(needs_reconcile, state = 'delivered'),
                           delivered_at = NULL
-                    WHERE state = ?1 AND (?3 IS NULL OR id = ?3)";
+                    WHERE state = ?1 AND (?3 IS NULL OR id = ?3)
+                      -- A memory deleted here is never sent again, and only
+                      -- saves are re-checked (a delivered change is done).
+                      AND deleted_at IS NULL
+                      AND (state != 'delivered' OR op = 'add')";
         if ids.is_empty() {
             moved += tx.execute(sql, params![from, now_ms, Option::<String>::None])? as u64;
         } else {

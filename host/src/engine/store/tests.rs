@@ -726,6 +726,36 @@ mod lifecycle {
         );
     }
 
+    /// `retry --delivered` re-checks saves: never a memory deleted here
+    /// (it would come back), never a change already delivered.
+    #[test]
+    fn retry_delivered_never_brings_a_deleted_memory_back() {
+        let d = TempDir::new();
+        let mut s = Store::open(&d.db()).expect("open");
+        let a = s.enqueue(new("kept"), &limits()).expect("q").id;
+        let b = s.enqueue(new("deleted"), &limits()).expect("q").id;
+        s.claim("w", 1_000, 60_000, 10).expect("claim");
+        s.record_delivered(&a, &["66666666-6666-4666-8666-666666666666".into()], 1_100)
+            .expect("a");
+        s.record_delivered(&b, &["77777777-7777-4777-8777-777777777777".into()], 1_100)
+            .expect("b");
+        let ChangeOutcome::Queued { op_ids, .. } = s.delete_memory(&b, "proj", 1_200).expect("del")
+        else {
+            panic!("queued");
+        };
+        let c = s.claim("w", 1_300, 60_000, 10).expect("claim the delete");
+        assert_eq!(c.len(), 1);
+        s.record_delivered(&op_ids[0], &[], 1_400)
+            .expect("delete delivered");
+        assert_eq!(s.retry(&[], State::Delivered, 1_500).expect("retry"), 1);
+        assert_eq!(s.get(&a, false).expect("a").state, State::Pending);
+        assert_eq!(s.get(&b, false).expect("b").state, State::Delivered);
+        assert_eq!(
+            s.get(&op_ids[0], false).expect("op").state,
+            State::Delivered
+        );
+    }
+
     #[test]
     fn bad_changes_are_refused_and_write_nothing() {
         let d = TempDir::new();
