@@ -125,6 +125,25 @@ impl App {
                 );
             }
         }
+        // A long-running process (serve, the daemon) that refused a new
+        // policy keeps deciding with its old one: its refusal is the alert.
+        // This process may have failed to load the same file itself; its
+        // `policy-broken` says what a process started now would do, which
+        // the refusal's message covers.
+        if let Some(running) = self.running_policy().await
+            && running.pid != std::process::id()
+            && let Some(refusal) = &running.policy.refused
+        {
+            if info.broken.is_some() && info.source == PolicySource::Embedded.to_string() {
+                alerts.retain(|a| a.code != "policy-broken");
+            }
+            if !alerts.iter().any(|a| a.code == policy::POLICY_REFUSED) {
+                alerts.insert(
+                    0,
+                    policy::refused_alert(refusal, &running.policy.name, &running.policy.version),
+                );
+            }
+        }
         if let Some(rec) = self.config_problem().await {
             alerts.insert(0, config_problem_alert(&rec, stats.counts.undelivered()));
         }
@@ -145,12 +164,70 @@ impl App {
             .and_then(|v| serde_json::from_str(&v).ok())
     }
 
+    /// The policy a long-running process of this data dir (serve, the
+    /// daemon) decides with, as it last recorded it, if that process still
+    /// runs.
+    pub async fn running_policy(&self) -> Option<RunningPolicy> {
+        self.store
+            .run(|s| Ok(read_running_policy(s)))
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// Records the policy this process decides with, for `status` and
+    /// `policy show` in other processes.
+    pub async fn record_running_policy(&self, policy: PolicyInfo) {
+        if let Ok(mut i) = self.policy_info.lock() {
+            *i = policy.clone();
+        }
+        let record = RunningPolicy {
+            pid: std::process::id(),
+            policy,
+        };
+        if let Ok(v) = serde_json::to_string(&record)
+            && let Err(e) = self
+                .store
+                .run(move |s| s.meta_set(RUNNING_POLICY_KEY, &v))
+                .await
+        {
+            tracing::warn!(error = %e, "cannot record the running policy");
+        }
+    }
+
     pub fn policy_info(&self) -> PolicyInfo {
         self.policy_info
             .lock()
             .map(|i| i.clone())
             .unwrap_or_else(|p| p.into_inner().clone())
     }
+}
+
+/// The meta key of the [`RunningPolicy`] record.
+pub const RUNNING_POLICY_KEY: &str = "policy_running";
+
+/// The policy a long-running process (serve, the daemon) decides with, and
+/// its last refused reload, kept in the queue's meta table so that
+/// `status`, `policy show` and the dashboard in other processes name the
+/// policy in use and when it was loaded. Written at the start of the
+/// policy watcher and after each reload; ignored once `pid` no longer runs.
+/// With several such processes on one data dir, the last to write wins (they
+/// watch the same files).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RunningPolicy {
+    pub pid: u32,
+    pub policy: PolicyInfo,
+}
+
+/// Reads the [`RunningPolicy`] record straight from a store, for a command
+/// that has no [`App`] (`policy show`); `None` when its process is gone.
+pub fn read_running_policy(store: &Store) -> Option<RunningPolicy> {
+    store
+        .meta_get(RUNNING_POLICY_KEY)
+        .ok()
+        .flatten()
+        .and_then(|v| serde_json::from_str::<RunningPolicy>(&v).ok())
+        .filter(|r| crate::engine::worker::owner_alive(&format!("pid-{}", r.pid)))
 }
 
 /// The CRITICAL alert of a configuration problem. It is the host's, not
