@@ -105,13 +105,23 @@ impl App {
     pub async fn alerts(&self, stats: &Stats) -> Result<Vec<Alert>, PolicyError> {
         let q = queue_stats(stats, self.clock.now_ms());
         let (mut alerts, info) = self.policy.run(move |p| (p.alerts(q), p.info())).await?;
-        let recorded = self
+        // One trip to the store for both records (alerts are asked on every
+        // save): the last run's broken policy, and the running process's
+        // policy.
+        let (recorded, running) = self
             .store
-            .run(|s| s.meta_get(crate::engine::worker::POLICY_BROKEN_KEY))
+            .run(|s| {
+                let broken = s
+                    .meta_get(crate::engine::worker::POLICY_BROKEN_KEY)
+                    .ok()
+                    .flatten()
+                    .and_then(|v| {
+                        serde_json::from_str::<crate::engine::worker::PolicyBroken>(&v).ok()
+                    });
+                Ok((broken, read_running_policy(s)))
+            })
             .await
-            .ok()
-            .flatten()
-            .and_then(|v| serde_json::from_str::<crate::engine::worker::PolicyBroken>(&v).ok());
+            .unwrap_or_default();
         if let Some(b) = recorded {
             let here = alerts.iter().any(|a| a.code == "policy-broken");
             if !here && b.source == info.source && info.source != PolicySource::Embedded.to_string()
@@ -127,14 +137,23 @@ impl App {
         }
         // A long-running process (serve, the daemon) that refused a new
         // policy keeps deciding with its old one: its refusal is the alert.
-        // This process may have failed to load the same file itself; its
-        // `policy-broken` says what a process started now would do, which
-        // the refusal's message covers.
-        if let Some(running) = self.running_policy().await
+        // This process, loading the same refused file itself, failed too;
+        // its own `policy-broken` ("the embedded default decides") is not
+        // what happens in the process that decides, so the refusal replaces
+        // it.
+        if let Some(running) = running
             && running.pid != std::process::id()
             && let Some(refusal) = &running.policy.refused
         {
-            if info.broken.is_some() && info.source == PolicySource::Embedded.to_string() {
+            let same_file = self
+                .config()
+                .policy
+                .as_ref()
+                .is_some_and(|p| p.display().to_string() == refusal.source);
+            if same_file
+                && info.broken.is_some()
+                && info.source == PolicySource::Embedded.to_string()
+            {
                 alerts.retain(|a| a.code != "policy-broken");
             }
             if !alerts.iter().any(|a| a.code == policy::POLICY_REFUSED) {

@@ -262,7 +262,6 @@ impl Runtime {
         self.broken = None;
         self.refused = None;
         self.loaded_at = now;
-        self.default.recycle();
         let info = self.info();
         tracing::info!(policy = %info.source, name = %info.name, version = %info.version, "policy loaded");
         Ok(info)
