@@ -317,7 +317,7 @@ impl Host {
         items: usize,
         f: impl FnOnce(&Instance, &mut Store<Ctx>) -> wasmtime::Result<R>,
     ) -> Result<R, PolicyError> {
-        let (mut store, instance) = self.instantiate(loaded, items)?;
+        let (mut store, instance) = self.instantiate(&loaded.pre, items)?;
         set_fuel(&mut store, items)?;
         f(&instance, &mut store).map_err(|e| classify_trap(&e))
     }
@@ -334,21 +334,18 @@ impl Host {
         items: usize,
         f: impl FnOnce(&Instance, &mut Store<Ctx>) -> wasmtime::Result<R>,
     ) -> Result<R, PolicyError> {
-        if loaded
-            .live
-            .as_ref()
-            .is_none_or(|l| l.calls >= RECYCLE_EVERY)
-        {
-            loaded.live = None;
-            let (store, instance) = self.instantiate(loaded, items)?;
-            loaded.live = Some(Live {
-                store,
-                instance,
-                calls: 0,
-            });
-        }
-        let Some(live) = loaded.live.as_mut() else {
-            unreachable!("made just above");
+        let live = match &mut loaded.live {
+            Some(live) if live.calls < RECYCLE_EVERY => live,
+            slot => {
+                // The old store (if any) is dropped before the new one is made.
+                *slot = None;
+                let (store, instance) = self.instantiate(&loaded.pre, items)?;
+                slot.insert(Live {
+                    store,
+                    instance,
+                    calls: 0,
+                })
+            }
         };
         live.calls += 1;
         let result = set_fuel(&mut live.store, items)
@@ -359,13 +356,9 @@ impl Host {
         result
     }
 
-    /// A fresh store with the memory limit, and `loaded` instantiated in it
+    /// A fresh store with the memory limit, and `pre` instantiated in it
     /// (its start function runs on the call's fuel).
-    fn instantiate(
-        &self,
-        loaded: &Loaded,
-        items: usize,
-    ) -> Result<(Store<Ctx>, Instance), PolicyError> {
+    fn instantiate(&self, pre: &Pre, items: usize) -> Result<(Store<Ctx>, Instance), PolicyError> {
         let ctx = Ctx {
             // Empty: no preopens, no env, no args, no network; stdio is a sink.
             wasi: WasiCtx::builder().build(),
@@ -379,7 +372,7 @@ impl Host {
         let mut store = Store::new(&self.engine, ctx);
         store.limiter(|c| &mut c.limits);
         set_fuel(&mut store, items)?;
-        let instance = match &loaded.pre {
+        let instance = match pre {
             Pre::V0_1_0(pre) => pre.instantiate(&mut store).map(Decider::V0_1_0),
             Pre::V0_2_0(pre) => pre.instantiate(&mut store).map(Decider::V0_2_0),
         }
