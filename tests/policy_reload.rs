@@ -480,3 +480,63 @@ async fn serve_swaps_its_policy_under_load_and_refuses_a_broken_file() {
         report.summary()
     );
 }
+
+/// Waits until `status --json` names `name` as the running policy; returns
+/// that status.
+async fn wait_running(sb: &Sandbox, name: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + RELOAD_LIMIT;
+    let mut last = Value::Null;
+    while tokio::time::Instant::now() < deadline {
+        let (_, v) = status(sb).await;
+        if v["policy_running"]["name"] == name {
+            return v;
+        }
+        last = v;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!(
+        "serve did not switch to {name}: {last:#}\n{}",
+        worker_log(sb)
+    );
+}
+
+/// The config file's `policy` key is watched too: removed, the embedded
+/// default decides; set to another path, that file is loaded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_follows_the_policy_key_of_its_config_file() {
+    let sb = Sandbox::new(bin!());
+    let jitter = sb.file(
+        "jitter.wasm",
+        &std::fs::read(jitter_path()).expect("the built jitter policy"),
+    );
+    let config_dir = sb.home().join(".config/mem0-queue");
+    std::fs::create_dir_all(&config_dir).expect("the config dir");
+    let config = config_dir.join("config.toml");
+    let with_policy = format!("policy = \"{}\"\n", jitter.display());
+    std::fs::write(&config, &with_policy).expect("write the config");
+    let serve = sb.serve(&[]).await;
+
+    let v = wait_running(&sb, "jitter").await;
+    assert_eq!(v["policy_running"]["source"], jitter.display().to_string());
+    let first = v["policy_running"]["loaded_at"].as_i64().expect("loaded_at");
+
+    // The key removed: the embedded default.
+    replace(&config, b"default_project = \"elsewhere\"\n");
+    let v = wait_running(&sb, "default").await;
+    assert_eq!(v["policy_running"]["source"], "embedded default");
+    let second = v["policy_running"]["loaded_at"].as_i64().expect("loaded_at");
+    assert!(second > first, "{v:#}");
+
+    // Set again: that file.
+    replace(&config, with_policy.as_bytes());
+    let v = wait_running(&sb, "jitter").await;
+    assert!(
+        v["policy_running"]["loaded_at"]
+            .as_i64()
+            .is_some_and(|t| t > second),
+        "{v:#}"
+    );
+    let log = worker_log(&sb);
+    assert_eq!(log.matches("policy loaded:").count(), 2, "{log}");
+    serve.stop().await;
+}
