@@ -317,6 +317,96 @@ fn error_values_fall_back_with_a_bounded_clean_reason() {
     );
 }
 
+// ---------------------------------------------------------------------------
+// Reused stores: a guest keeps its memory between calls, within a window.
+
+fn retry(d: Decision) -> u64 {
+    match d {
+        Decision::RetryAfterMs(ms) => ms,
+        other => panic!("expected a retry, got {other:?}"),
+    }
+}
+
+/// The runtime reuses one store and instance per policy: a guest's state
+/// carries over from call to call (the `stateful` fixture answers its call
+/// count), and is dropped at every run start and every `RECYCLE_EVERY`
+/// calls, so it never outlives that window.
+#[test]
+fn a_guest_keeps_state_between_calls_only_within_the_recycle_window() {
+    let mut rt = user(&hostile("stateful"));
+    let counts: Vec<u64> = (0..5)
+        .map(|i| retry(rt.on_failure(entry(1), Outcome::Unknown, i)))
+        .collect();
+    assert_eq!(counts, [1, 2, 3, 4, 5], "the instance is reused");
+    // A run start recycles the store, and is the new store's first call.
+    assert_eq!(rt.on_run_start(&[failed("a", 1, 1)], 0), ["a"]);
+    let counts: Vec<u64> = (0..wasm::RECYCLE_EVERY)
+        .map(|i| retry(rt.on_failure(entry(1), Outcome::Unknown, i)))
+        .collect();
+    let n = wasm::RECYCLE_EVERY as usize;
+    // Calls 2 to RECYCLE_EVERY of that store answer 1 to RECYCLE_EVERY - 1;
+    // the next call is the first of a fresh instance.
+    assert_eq!(counts[0], 1, "fresh at the run start");
+    assert_eq!(counts[n - 2], n as u64 - 1);
+    assert_eq!(
+        counts[n - 1],
+        1,
+        "a fresh instance after RECYCLE_EVERY calls"
+    );
+    assert_eq!(rt.info().broken, None);
+}
+
+/// A guest that leaks memory on every call meets the memory limit on its
+/// reused store (the limit holds for the store's whole life), is stopped,
+/// the default decides that call, and the next call gets a fresh store: no
+/// decision is starved, and the leak never outgrows the limit.
+#[test]
+fn a_guest_leaking_memory_across_reused_calls_is_stopped_and_later_decisions_go_on() {
+    let path = hostile("leaky");
+    let mut rt = user(&path);
+    let fallback = retry(embedded().on_failure(entry(1), Outcome::Unknown, 0));
+    assert_eq!(fallback, 2_000);
+    let start = Instant::now();
+    let answers: Vec<u64> = (0..60)
+        .map(|i| retry(timed(|| rt.on_failure(entry(1), Outcome::Unknown, i))))
+        .collect();
+    eprintln!(
+        "60 decisions of a leaking guest took {:?}: {answers:?}",
+        start.elapsed()
+    );
+    let stops: Vec<usize> = answers
+        .iter()
+        .enumerate()
+        .filter(|(_, ms)| **ms == fallback)
+        .map(|(i, _)| i)
+        .collect();
+    // 4 MiB a call under a 64 MiB cap: stopped after at most 16 calls.
+    assert!(
+        stops.len() >= 3,
+        "the limit stopped it {} times: {answers:?}",
+        stops.len()
+    );
+    assert!(stops[0] <= 16, "{answers:?}");
+    for &i in &stops {
+        if i + 1 < answers.len() {
+            assert_eq!(
+                answers[i + 1],
+                1,
+                "call {} after the stop starts afresh: {answers:?}",
+                i + 1
+            );
+        }
+    }
+    // Between stops, the guest answered (its call count: the store was reused).
+    assert_eq!(&answers[..3], [1, 2, 3]);
+    assert_broken(&mut rt, &path, &["memory limit"]);
+    // Its other exports were never starved either.
+    assert_eq!(
+        rt.breaker(breaker_input(1, false)),
+        BreakerDecision::Stop(SANE_PAUSE_MS)
+    );
+}
+
 /// The reason a user reads (in `policy show`, the `policy-broken` alert and
 /// `policy check`) must say what the guest did, not only that it trapped.
 #[test]

@@ -3,9 +3,11 @@
 //!
 //! - the Cranelift compile of the default component (`Component::new`);
 //! - `Runtime::new` with no cache, a cold cache dir and a warm one;
-//! - one decision (`on_failure`, `alerts`) through the runtime, which
-//!   instantiates a fresh store per call, against the same logic compiled
-//!   natively (`policy::native`), with the ratio;
+//! - one decision (`on_failure`, `alerts`) three ways in the same run: on a
+//!   fresh store and instance per call (what every call cost before issue
+//!   16), through the runtime, which reuses one live store per policy
+//!   (recycled every `RECYCLE_EVERY` calls, the rebuild included in the
+//!   average), and the same logic compiled natively (`policy::native`);
 //! - the sizes of the components and of their compiled artifacts.
 //!
 //! Medians of many iterations; the whole run stays well under a minute.
@@ -14,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use mem0_queue::engine::policy::wasm::Host;
+use mem0_queue::engine::policy::wasm::{self, Host};
 use mem0_queue::engine::policy::{
     EntryState, Operation, Outcome, PolicySource, QueueStats, Runtime, native,
 };
@@ -139,12 +141,13 @@ fn main() {
     println!("  date:    {date}");
     println!("  machine: {arch}, nproc {nproc}, {cpu}, load average {load} at start");
     println!(
-        "  build:   {} profile, wasmtime with fuel, one fresh store per call",
+        "  build:   {} profile, wasmtime with fuel, a reused store per policy (fresh every {} calls)",
         if cfg!(debug_assertions) {
             "debug"
         } else {
             "optimised"
-        }
+        },
+        wasm::RECYCLE_EVERY
     );
 
     // Sizes.
@@ -222,8 +225,9 @@ fn main() {
 
     // Per decision.
     const BATCHES: usize = 25;
-    const WASM_CALLS: u32 = 2_000;
+    const WASM_CALLS: u32 = 20_000;
     const NATIVE_CALLS: u32 = 200_000;
+    const FRESH_CALLS: u32 = 500;
     let mut rt = Runtime::new(PolicySource::Embedded, Some(&warm_dir)).expect("loads");
     let entry = |i: u32| EntryState {
         attempts_this_run: i % 5 + 1,
@@ -263,37 +267,62 @@ fn main() {
     let wasm_alerts = per_call(BATCHES, WASM_CALLS, |_| rt.alerts(stats));
     let native_alerts = per_call(BATCHES, NATIVE_CALLS, |_| native::alerts(stats));
     assert_eq!(rt.info().broken, None);
-    // The floor under every WASM decision: a fresh instance and one trivial call.
+    // The same calls on a fresh store and instance each (`Host::call`).
     let host = Host::new().expect("an engine");
     let loaded = host.load(default_wasm, Some(&warm_dir)).expect("loads");
-    let instantiate = per_call(BATCHES, WASM_CALLS, |_| {
+    let fresh_failure = per_call(BATCHES, FRESH_CALLS, |i| {
+        host.call(&loaded, 0, |d, s| {
+            d.call_on_failure(s, entry(i), &outcome, i)
+        })
+        .expect("on_failure")
+    });
+    let fresh_alerts = per_call(BATCHES, FRESH_CALLS, |_| {
+        host.call(&loaded, 0, |d, s| d.call_alerts(s, stats))
+            .expect("alerts")
+    });
+    // The floor under a fresh call: a fresh instance and one trivial call.
+    let instantiate = per_call(BATCHES, FRESH_CALLS, |_| {
         host.call(&loaded, 0, |d, s| d.call_describe(s))
             .expect("describe")
     });
 
     println!(
-        "\nper decision, median of {BATCHES} batches ({WASM_CALLS} WASM calls, {NATIVE_CALLS} native calls per batch)"
+        "\nper decision, median of {BATCHES} batches ({WASM_CALLS} reused-store calls, {FRESH_CALLS} fresh-instance calls, {NATIVE_CALLS} native calls per batch)"
     );
-    println!("                          WASM (Runtime)     native      ratio");
-    for (what, w, n) in [
-        ("on_failure", wasm_failure, native_failure),
-        ("alerts (2 alerts)", wasm_alerts, native_alerts),
+    println!(
+        "                         fresh instance  reused store (Runtime)     native   fresh/reused  reused/native"
+    );
+    for (what, f, w, n) in [
+        ("on_failure", fresh_failure, wasm_failure, native_failure),
+        (
+            "alerts (2 alerts)",
+            fresh_alerts,
+            wasm_alerts,
+            native_alerts,
+        ),
     ] {
         println!(
-            "  {what:<22} {:>14} {:>10} {:>9.0}x",
+            "  {what:<22} {:>14} {:>23} {:>10} {:>13.0}x {:>13.0}x",
+            show(f),
             show(w),
             show(n),
+            f.as_secs_f64() / w.as_secs_f64().max(1e-12),
             w.as_secs_f64() / n.as_secs_f64().max(1e-12)
         );
     }
-    // Part of that floor: the empty WASI context every call builds.
+    // Part of that floor: the empty WASI context every fresh store builds.
     let wasi_ctx = per_call(BATCHES, WASM_CALLS, |_| {
         wasmtime_wasi::WasiCtx::builder().build()
     });
     println!(
-        "  the floor: a fresh instance + describe(): {}, of which building the empty WasiCtx: {}",
+        "  the floor of a fresh call: a fresh instance + describe(): {}, of which building the empty WasiCtx: {}",
         show(instantiate),
         show(wasi_ctx)
+    );
+    println!(
+        "  the reused store is rebuilt every {} calls: {} amortised per call",
+        wasm::RECYCLE_EVERY,
+        show(instantiate / wasm::RECYCLE_EVERY)
     );
 
     let _ = std::fs::remove_dir_all(&cold_root);

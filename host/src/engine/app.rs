@@ -105,13 +105,23 @@ impl App {
     pub async fn alerts(&self, stats: &Stats) -> Result<Vec<Alert>, PolicyError> {
         let q = queue_stats(stats, self.clock.now_ms());
         let (mut alerts, info) = self.policy.run(move |p| (p.alerts(q), p.info())).await?;
-        let recorded = self
+        // One trip to the store for both records (alerts are asked on every
+        // save): the last run's broken policy, and the running process's
+        // policy.
+        let (recorded, running) = self
             .store
-            .run(|s| s.meta_get(crate::engine::worker::POLICY_BROKEN_KEY))
+            .run(|s| {
+                let broken = s
+                    .meta_get(crate::engine::worker::POLICY_BROKEN_KEY)
+                    .ok()
+                    .flatten()
+                    .and_then(|v| {
+                        serde_json::from_str::<crate::engine::worker::PolicyBroken>(&v).ok()
+                    });
+                Ok((broken, read_running_policy(s)))
+            })
             .await
-            .ok()
-            .flatten()
-            .and_then(|v| serde_json::from_str::<crate::engine::worker::PolicyBroken>(&v).ok());
+            .unwrap_or_default();
         if let Some(b) = recorded {
             let here = alerts.iter().any(|a| a.code == "policy-broken");
             if !here && b.source == info.source && info.source != PolicySource::Embedded.to_string()
@@ -122,6 +132,34 @@ impl App {
                         &b.source,
                         &format!("{}, in the last delivery run", b.reason),
                     ),
+                );
+            }
+        }
+        // A long-running process (serve, the daemon) that refused a new
+        // policy keeps deciding with its old one: its refusal is the alert.
+        // This process, loading the same refused file itself, failed too;
+        // its own `policy-broken` ("the embedded default decides") is not
+        // what happens in the process that decides, so the refusal replaces
+        // it.
+        if let Some(running) = running
+            && running.pid != std::process::id()
+            && let Some(refusal) = &running.policy.refused
+        {
+            let same_file = self
+                .config()
+                .policy
+                .as_ref()
+                .is_some_and(|p| p.display().to_string() == refusal.source);
+            if same_file
+                && info.broken.is_some()
+                && info.source == PolicySource::Embedded.to_string()
+            {
+                alerts.retain(|a| a.code != "policy-broken");
+            }
+            if !alerts.iter().any(|a| a.code == policy::POLICY_REFUSED) {
+                alerts.insert(
+                    0,
+                    policy::refused_alert(refusal, &running.policy.name, &running.policy.version),
                 );
             }
         }
@@ -145,12 +183,70 @@ impl App {
             .and_then(|v| serde_json::from_str(&v).ok())
     }
 
+    /// The policy a long-running process of this data dir (serve, the
+    /// daemon) decides with, as it last recorded it, if that process still
+    /// runs.
+    pub async fn running_policy(&self) -> Option<RunningPolicy> {
+        self.store
+            .run(|s| Ok(read_running_policy(s)))
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// Records the policy this process decides with, for `status` and
+    /// `policy show` in other processes.
+    pub async fn record_running_policy(&self, policy: PolicyInfo) {
+        if let Ok(mut i) = self.policy_info.lock() {
+            *i = policy.clone();
+        }
+        let record = RunningPolicy {
+            pid: std::process::id(),
+            policy,
+        };
+        if let Ok(v) = serde_json::to_string(&record)
+            && let Err(e) = self
+                .store
+                .run(move |s| s.meta_set(RUNNING_POLICY_KEY, &v))
+                .await
+        {
+            tracing::warn!(error = %e, "cannot record the running policy");
+        }
+    }
+
     pub fn policy_info(&self) -> PolicyInfo {
         self.policy_info
             .lock()
             .map(|i| i.clone())
             .unwrap_or_else(|p| p.into_inner().clone())
     }
+}
+
+/// The meta key of the [`RunningPolicy`] record.
+pub const RUNNING_POLICY_KEY: &str = "policy_running";
+
+/// The policy a long-running process (serve, the daemon) decides with, and
+/// its last refused reload, kept in the queue's meta table so that
+/// `status`, `policy show` and the dashboard in other processes name the
+/// policy in use and when it was loaded. Written at the start of the
+/// policy watcher and after each reload; ignored once `pid` no longer runs.
+/// With several such processes on one data dir, the last to write wins (they
+/// watch the same files).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RunningPolicy {
+    pub pid: u32,
+    pub policy: PolicyInfo,
+}
+
+/// Reads the [`RunningPolicy`] record straight from a store, for a command
+/// that has no [`App`] (`policy show`); `None` when its process is gone.
+pub fn read_running_policy(store: &Store) -> Option<RunningPolicy> {
+    store
+        .meta_get(RUNNING_POLICY_KEY)
+        .ok()
+        .flatten()
+        .and_then(|v| serde_json::from_str::<RunningPolicy>(&v).ok())
+        .filter(|r| crate::engine::worker::owner_alive(&format!("pid-{}", r.pid)))
 }
 
 /// The CRITICAL alert of a configuration problem. It is the host's, not

@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 
-use crate::engine::app::App;
+use crate::engine::app::{App, RunningPolicy};
 use crate::engine::mem0::Reachability;
 use crate::engine::policy::{Alert, Level, PolicyInfo};
 use crate::engine::store::{Stats, StoreError};
@@ -25,6 +25,9 @@ pub struct StatusReport {
     pub now_ms: i64,
     pub alerts: Vec<Alert>,
     pub policy: PolicyInfo,
+    /// The policy a running `serve` or daemon of this data dir decides
+    /// with (hot reloads included), when one runs.
+    pub running: Option<RunningPolicy>,
     pub reachability: Reachability,
     pub breaker_open_until: Option<i64>,
     pub data_dir: String,
@@ -66,6 +69,7 @@ pub async fn gather(app: &App, probe: bool) -> Result<StatusReport, StoreError> 
         now_ms,
         alerts,
         policy: app.policy_info(),
+        running: app.running_policy().await,
         reachability,
         breaker_open_until: breaker.filter(|&t| t > now_ms),
         data_dir: app.paths.data_dir.display().to_string(),
@@ -139,6 +143,18 @@ impl StatusReport {
                 None => json!({"state": "closed"}),
             },
             "policy": self.policy,
+            "policy_running": self.running.as_ref().map(|r| json!({
+                "pid": r.pid,
+                "name": r.policy.name,
+                "version": r.policy.version,
+                "wit_version": r.policy.wit_version,
+                "source": r.policy.source,
+                "sha256": r.policy.sha256,
+                "loaded_at": r.policy.loaded_at,
+                "loaded_at_rfc3339": crate::engine::text::rfc3339(r.policy.loaded_at),
+                "broken": r.policy.broken,
+                "refused": r.policy.refused,
+            })),
             "alerts": self.alerts.iter().map(alert_json).collect::<Vec<_>>(),
             "mem0": {
                 "url": self.api_url,
@@ -232,16 +248,32 @@ impl StatusReport {
             ));
         }
         out.push_str(&format!(
-            "policy: {} {} from {}{}\n",
+            "policy: {} {} from {}, loaded {}{}\n",
             self.policy.name,
             self.policy.version,
             self.policy.source,
+            crate::engine::text::rfc3339(self.policy.loaded_at),
             self.policy
                 .broken
                 .as_ref()
                 .map(|b| format!(" (configured policy BROKEN: {b})"))
                 .unwrap_or_default()
         ));
+        if let Some(r) = &self.running {
+            out.push_str(&format!(
+                "policy in use by the running serve/daemon (pid {}): {} {} from {}, loaded {}{}\n",
+                r.pid,
+                r.policy.name,
+                r.policy.version,
+                r.policy.source,
+                crate::engine::text::rfc3339(r.policy.loaded_at),
+                r.policy
+                    .refused
+                    .as_ref()
+                    .map(|f| format!(" (new policy REFUSED: {})", f.reason))
+                    .unwrap_or_default()
+            ));
+        }
         if self.alerts.is_empty() {
             out.push_str("alerts: none\n");
         }

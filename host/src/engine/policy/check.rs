@@ -62,8 +62,22 @@ const SCENARIO_RANDOM: u32 = u32::MAX / 2;
 
 /// Runs the scenario and renders it as text tables.
 pub fn run(rt: &Runtime, path: &Path) -> Result<String, PolicyError> {
-    let loaded = rt.load_file(path, None)?;
-    render(rt, &loaded)
+    validate(rt, path, None).map(|(_, report)| report)
+}
+
+/// What `policy check` does, and what a reload must pass before its policy
+/// replaces the running one ([`Runtime::reload`]): load the component (on
+/// the compiled cache in `cache_dir`, if given) and run it through the
+/// fixed scenario, every export called directly with no fallback. Returns
+/// the loaded component and the scenario's text.
+pub fn validate(
+    rt: &Runtime,
+    path: &Path,
+    cache_dir: Option<&Path>,
+) -> Result<(Loaded, String), PolicyError> {
+    let loaded = rt.load_file(path, cache_dir)?;
+    let report = render(rt, &loaded)?;
+    Ok((loaded, report))
 }
 
 fn render(rt: &Runtime, loaded: &Loaded) -> Result<String, PolicyError> {

@@ -15,9 +15,16 @@
 //!   unreachable, the runtime adds the default policy's `server-unreachable`
 //!   alert to its alerts itself ([`Runtime::alerts`]).
 //!
+//! - a new policy replaces the running one only once it passed the same
+//!   load and scenario as `policy check` ([`Runtime::reload`]); a refused
+//!   one leaves the running policy deciding and raises a CRITICAL
+//!   `policy-refused` alert until a later reload succeeds.
+//!
 //! Wasmtime's WASI bindings must not run on a tokio worker thread (they
 //! `block_on` the ambient runtime), so the async side talks to the runtime
-//! through [`PolicyHandle`], which owns it on a thread of its own.
+//! through [`PolicyHandle`], which owns it on a thread of its own. That
+//! thread runs one job at a time, in order: a decision in progress always
+//! finishes on the policy that started it, and a reload waits behind it.
 
 mod cache;
 pub mod check;
@@ -35,6 +42,10 @@ pub use wasm::{
     Alert, BreakerDecision, BreakerInput, Decision, EntryState, FailedSummary, HttpFailure,
     Identity, Level, Operation, Outcome, QueueStats, Rejection, WIT_VERSION, WitVersion,
 };
+
+/// The alert of a new policy that was refused while the running one kept
+/// deciding (see [`Runtime::reload`]).
+pub const POLICY_REFUSED: &str = "policy-refused";
 
 /// The alert of a Mem0 server that has stopped answering (WIT 0.2.0's
 /// unreachable statistics), which the host raises itself for a 0.1.0 policy.
@@ -103,7 +114,7 @@ impl std::fmt::Display for PolicySource {
 }
 
 /// What `policy show` and the status tools say of the active policy.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PolicyInfo {
     pub name: String,
     pub version: String,
@@ -116,6 +127,23 @@ pub struct PolicyInfo {
     pub from_cache: bool,
     /// Why the configured policy is not (fully) in use, if it is not.
     pub broken: Option<String>,
+    /// When the active policy was loaded (this process), unix ms.
+    pub loaded_at: i64,
+    /// The last new policy refused while this one kept deciding, until a
+    /// reload succeeds.
+    pub refused: Option<Refusal>,
+}
+
+/// A new policy that [`Runtime::reload`] refused: the running one keeps
+/// deciding.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Refusal {
+    /// The refused component's path (or "embedded default").
+    pub source: String,
+    /// Why, in one line, as `policy check` says it.
+    pub reason: String,
+    /// When, unix ms.
+    pub at_ms: i64,
 }
 
 /// The synchronous runtime. Owned by one thread; see [`PolicyHandle`].
@@ -126,6 +154,12 @@ pub struct Runtime {
     source: PolicySource,
     /// The last reason the user policy failed, if it did.
     broken: Option<String>,
+    /// Where compiled components are cached (also for reloads).
+    cache_dir: Option<PathBuf>,
+    /// When the active policy was loaded, unix ms.
+    loaded_at: i64,
+    /// The last refused reload, until one succeeds.
+    refused: Option<Refusal>,
 }
 
 impl Runtime {
@@ -141,6 +175,9 @@ impl Runtime {
             user: None,
             source: source.clone(),
             broken: None,
+            cache_dir: cache_dir.map(Path::to_path_buf),
+            loaded_at: crate::engine::clock::now_ms(),
+            refused: None,
         };
         if let PolicySource::File(path) = &source {
             match rt.load_file(path, cache_dir) {
@@ -178,7 +215,72 @@ impl Runtime {
             sha256: active.hash.clone(),
             from_cache: active.from_cache,
             broken: self.broken.clone(),
+            loaded_at: self.loaded_at,
+            refused: self.refused.clone(),
         }
+    }
+
+    /// Replaces the running policy with `source`, only if it passes what
+    /// `policy check` runs: the same load (read, compile or the compiled
+    /// cache, the WIT version, the world, `describe()`) and the same fixed
+    /// scenario through every export, with no fallback
+    /// ([`check::validate`]). A refused policy changes nothing that decides:
+    /// the running policy (a configured one, or the embedded default) goes
+    /// on, the refusal is kept (reason, path, time) for [`Self::alerts`]
+    /// and [`Self::info`], and one line is logged. A successful reload
+    /// clears the refusal and any broken mark, and sets `loaded_at`.
+    ///
+    /// Runs on the policy thread between two jobs: a decision in progress
+    /// has finished on the old policy before this starts.
+    pub fn reload(&mut self, source: PolicySource) -> Result<PolicyInfo, Refusal> {
+        let now = crate::engine::clock::now_ms();
+        let loaded = match &source {
+            PolicySource::Embedded => None,
+            PolicySource::File(path) => {
+                match check::validate(self, path, self.cache_dir.as_deref()) {
+                    Ok((loaded, _report)) => Some(loaded),
+                    Err(e) => {
+                        let refusal = Refusal {
+                            source: source.to_string(),
+                            reason: truncate(&e.to_string(), MAX_REASON_TEXT * 2),
+                            at_ms: now,
+                        };
+                        tracing::error!(
+                            policy = %refusal.source,
+                            reason = %refusal.reason,
+                            running = %self.info().name,
+                            "the new policy is refused; the running policy keeps deciding"
+                        );
+                        self.refused = Some(refusal.clone());
+                        return Err(refusal);
+                    }
+                }
+            }
+        };
+        self.user = loaded;
+        self.source = source;
+        self.broken = None;
+        self.refused = None;
+        self.loaded_at = now;
+        let info = self.info();
+        tracing::info!(policy = %info.source, name = %info.name, version = %info.version, "policy loaded");
+        Ok(info)
+    }
+
+    /// Drops every live store: the next decision of each policy starts
+    /// from a fresh instance. Done at each worker run start, so no state a
+    /// guest keeps between calls outlives a run, and after a panic on the
+    /// policy thread.
+    pub fn recycle(&mut self) {
+        self.default.recycle();
+        if let Some(u) = &mut self.user {
+            u.recycle();
+        }
+    }
+
+    /// Where compiled components are cached.
+    pub fn cache_dir(&self) -> Option<&Path> {
+        self.cache_dir.as_deref()
     }
 
     pub fn source(&self) -> &PolicySource {
@@ -215,18 +317,33 @@ impl Runtime {
         validate: impl Fn(R) -> Result<R, String>,
         native: impl FnOnce() -> R,
     ) -> (R, Option<WitVersion>) {
-        let attempt = |host: &wasm::Host, loaded: &wasm::Loaded| -> Result<R, PolicyError> {
-            host.call(loaded, items, &call)?
+        fn attempt<R>(
+            host: &wasm::Host,
+            loaded: &mut wasm::Loaded,
+            items: usize,
+            call: &impl Fn(
+                &wasm::Instance,
+                &mut Store<wasm::Ctx>,
+            ) -> wasmtime::Result<Result<R, String>>,
+            validate: &impl Fn(R) -> Result<R, String>,
+        ) -> Result<R, PolicyError> {
+            let r = host
+                .call_live(loaded, items, call)?
                 .map_err(|e| PolicyError::Returned(truncate(&e, MAX_REASON_TEXT)))
-                .and_then(|r| validate(r).map_err(PolicyError::Nonsense))
-        };
-        if let Some(user) = &self.user {
-            match attempt(&self.host, user) {
+                .and_then(|r| validate(r).map_err(PolicyError::Nonsense));
+            if r.is_err() {
+                // Any failure, not only a trap: the next call starts afresh.
+                loaded.recycle();
+            }
+            r
+        }
+        if let Some(user) = &mut self.user {
+            match attempt(&self.host, user, items, &call, &validate) {
                 Ok(r) => return (r, Some(user.wit())),
                 Err(e) => self.mark_broken(e.to_string()),
             }
         }
-        match attempt(&self.host, &self.default) {
+        match attempt(&self.host, &mut self.default, items, &call, &validate) {
             Ok(r) => (r, Some(self.default.wit())),
             Err(e) => {
                 tracing::error!(error = %e, "the embedded default policy failed; using its native twin");
@@ -248,7 +365,10 @@ impl Runtime {
 
     /// At a run start: the ids of the failed entries to revive. Unknown ids
     /// and repeats are dropped.
+    /// A run start is also where the live stores are recycled
+    /// ([`Self::recycle`]).
     pub fn on_run_start(&mut self, failed: &[FailedSummary], random: u32) -> Vec<String> {
+        self.recycle();
         let known: std::collections::HashSet<&str> = failed.iter().map(|f| f.id.as_str()).collect();
         self.decide(
             failed.len(),
@@ -307,7 +427,34 @@ impl Runtime {
         if let Some(reason) = &self.broken {
             alerts.insert(0, broken_alert(&self.source, reason));
         }
+        if let Some(refusal) = &self.refused {
+            let running = self.info();
+            alerts.insert(0, refused_alert(refusal, &running.name, &running.version));
+        }
         alerts
+    }
+}
+
+/// The CRITICAL alert of a new policy refused at a reload, while `running`
+/// (name and version) keeps deciding.
+pub fn refused_alert(refusal: &Refusal, running: &str, version: &str) -> Alert {
+    Alert {
+        level: Level::Critical,
+        code: POLICY_REFUSED.into(),
+        message: truncate(
+            &format!(
+                "POLICY REFUSED - CRITICAL: the new policy {} was refused at {} ({}). \
+                 The running policy {running} {version} keeps deciding; no memory is lost.",
+                refusal.source,
+                crate::engine::text::rfc3339(refusal.at_ms),
+                refusal.reason
+            ),
+            MAX_ALERT_TEXT,
+        ),
+        actions: vec![
+            format!("mem0-queue policy check {}", refusal.source),
+            "Fix the component (it is loaded within seconds of the fix), or point `policy` back at a working one".into(),
+        ],
     }
 }
 
@@ -404,8 +551,13 @@ impl PolicyHandle {
                 };
                 while let Ok(job) = rx.recv() {
                     // A panic in one job must not take the thread (and every
-                    // later decision) with it; each call has a fresh store.
-                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut rt)));
+                    // later decision) with it; a store it was using may be
+                    // mid-call, so every live store is dropped.
+                    let ran =
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut rt)));
+                    if ran.is_err() {
+                        rt.recycle();
+                    }
                 }
             })
             .map_err(|e| PolicyError::Engine(format!("cannot start the policy thread: {e}")))?;
@@ -426,6 +578,16 @@ impl PolicyHandle {
             }))
             .map_err(|_| PolicyError::Gone)?;
         rx.await.map_err(|_| PolicyError::Gone)
+    }
+
+    /// [`Runtime::reload`] on the policy thread, queued behind the jobs
+    /// already sent: a decision in progress finishes on the policy that
+    /// started it. The outer error is the thread being gone.
+    pub async fn reload(
+        &self,
+        source: PolicySource,
+    ) -> Result<Result<PolicyInfo, Refusal>, PolicyError> {
+        self.run(move |rt| rt.reload(source)).await
     }
 
     /// Runs `f` on the policy thread, blocking this (non-async) thread.

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
+use crate::engine::app::{RunningPolicy, read_running_policy};
 use crate::engine::config::Resolved;
 use crate::engine::paths::Paths;
 use crate::engine::policy::{self, PolicySource, Runtime};
@@ -23,6 +24,17 @@ fn policy_source(resolved: &Resolved) -> PolicySource {
 /// The compiled-policy cache dir, when the data dir exists or can be made.
 fn cache_dir(paths: &Paths) -> Option<PathBuf> {
     paths.ensure_dir().ok().map(|()| paths.cache_dir())
+}
+
+/// The policy a running `serve` or daemon of this data dir decides with,
+/// from the queue's records (none when no queue exists yet).
+fn running(paths: &Paths) -> Option<RunningPolicy> {
+    if !paths.db().exists() {
+        return None;
+    }
+    crate::engine::store::Store::open(&paths.db())
+        .ok()
+        .and_then(|s| read_running_policy(&s))
 }
 
 /// `mem0-queue policy check [PATH]` and `policy show`.
@@ -75,9 +87,11 @@ pub fn run(
                         .unwrap_or_default()
                 ),
             };
+            let running = running(paths);
             if *json {
                 let mut v = serde_json::to_value(&info)?;
                 v["configured"] = serde_json::Value::String(from);
+                v["running"] = serde_json::to_value(&running)?;
                 writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
             } else {
                 writeln!(
@@ -97,11 +111,36 @@ pub fn run(
                         "just now"
                     }
                 )?;
+                writeln!(
+                    out,
+                    "loaded:        {}",
+                    crate::engine::text::rfc3339(info.loaded_at)
+                )?;
                 if let Some(b) = &info.broken {
                     writeln!(
                         out,
                         "BROKEN:        {b}\n               the embedded default decides instead"
                     )?;
+                }
+                if let Some(r) = &running {
+                    writeln!(
+                        out,
+                        "in use:        {} {} from {}, loaded {}, by the running serve/daemon (pid {})",
+                        r.policy.name,
+                        r.policy.version,
+                        r.policy.source,
+                        crate::engine::text::rfc3339(r.policy.loaded_at),
+                        r.pid
+                    )?;
+                    if let Some(f) = &r.policy.refused {
+                        writeln!(
+                            out,
+                            "REFUSED:       {} at {}: {}\n               the policy in use keeps deciding",
+                            f.source,
+                            crate::engine::text::rfc3339(f.at_ms),
+                            f.reason
+                        )?;
+                    }
                 }
             }
             Ok(exit::policy(info.broken.is_none()))

@@ -1,6 +1,6 @@
 //! `mem0-queue serve`: the MCP server on stdio, with the background tasks
-//! beside it: the delivery loop (the engine's), the vault and graph mirrors
-//! (the features').
+//! beside it: the delivery loop and the policy watcher (the engine's), the
+//! vault and graph mirrors (the features').
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -42,6 +42,7 @@ pub fn run(app: Result<App, String>) -> anyhow::Result<ExitCode> {
                     stop_rx.clone(),
                     |app| async move { notify::after_run(&app).await },
                 )));
+                background.push(tokio::spawn(service::watch_policy(app.clone(), stop_rx.clone())));
                 background.push(tokio::spawn(vault::mirror_loop(app.clone(), stop_rx.clone())));
                 background.push(tokio::spawn(graph::mirror_loop(app.clone(), stop_rx)));
             }
