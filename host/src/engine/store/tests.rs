@@ -36,6 +36,7 @@ fn new(content: &str) -> NewEntry {
         metadata: serde_json::json!({"k": "v"}),
         created_at: 1_000,
         origin: Origin::Mcp,
+        infer: None,
         id: None,
     }
 }

@@ -74,6 +74,7 @@ impl Mem0QueueServer {
             metadata: Value::Object(args.metadata.unwrap_or_default()),
             created_at: app.clock.now_ms(),
             origin: Origin::Mcp,
+            infer: None,
             id: None,
         };
         let limits = app.limits();
