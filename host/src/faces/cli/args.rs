@@ -154,7 +154,9 @@ pub enum Command {
         #[command(subcommand)]
         target: InstallTarget,
     },
-    /// Hooks that Claude Code runs.
+    /// Hooks that Claude Code runs (session-start, session-end,
+    /// pre-compact). They never fail a session: exit 0, JSON or nothing
+    /// on stdout.
     Hook {
         #[command(subcommand)]
         event: HookEvent,
@@ -243,9 +245,17 @@ pub enum InstallTarget {
     },
 }
 
-/// Which hook event.
+/// Which hook event. Each reads Claude Code's JSON input on stdin and
+/// exits 0 whatever happens (a note on stderr says what it did).
 #[derive(clap::Subcommand, Debug, Clone, Copy)]
 pub enum HookEvent {
-    /// Claude Code's SessionEnd: start a detached `sync` and return at once.
+    /// Claude Code's SessionStart: print the project's most relevant and
+    /// most recent memories as the session's additional context (JSON).
+    SessionStart,
+    /// Claude Code's SessionEnd: capture the session (with capture =
+    /// "session-end"), start a detached `sync` and return at once.
     SessionEnd,
+    /// Claude Code's PreCompact: capture the session (with capture =
+    /// "pre-compact"). Never blocks the compaction.
+    PreCompact,
 }
