@@ -240,7 +240,7 @@ const KEYS: &[Key] = &[
         name: "recall_max_chars",
         env: "MEM0_QUEUE_RECALL_MAX_CHARS",
         ty: Ty::Int,
-        help: "The most characters recall adds to the context (about a quarter as many tokens), 200 to 9000.",
+        help: "The most characters recall adds to the context (about a quarter as many tokens), 300 to 9000.",
         default: Some("2000"),
     },
     Key {
@@ -348,10 +348,10 @@ impl Default for Config {
 /// which Claude Code moves a hook's output to a file and shows a preview.
 pub const RECALL_MAX_CHARS: usize = 2_000;
 
-/// The bounds of `recall_max_chars`: below 200 not one memory fits with its
-/// date; 9,000 stays under Claude Code's 10,000-character cap with the
-/// header.
-pub const RECALL_MAX_CHARS_RANGE: std::ops::RangeInclusive<usize> = 200..=9_000;
+/// The bounds of `recall_max_chars`: below 300 the header and one memory
+/// of 80 characters with its date hardly fit; 9,000 stays under Claude
+/// Code's 10,000-character cap.
+pub const RECALL_MAX_CHARS_RANGE: std::ops::RangeInclusive<usize> = 300..=9_000;
 
 /// The default bound on Mem0's part of recall: 300 ms. A session start
 /// the user waits for; a Mem0 on the LAN or a nearby VPS answers a search

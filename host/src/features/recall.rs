@@ -37,6 +37,9 @@ const RECENT_MAX: usize = 60;
 /// The longest line: one memory may not take the whole budget.
 pub const MAX_LINE_CHARS: usize = 400;
 
+/// The state shown for a memory only Mem0 has.
+const REMOTE_ONLY: &str = "in Mem0";
+
 /// Branch names that say nothing about the work.
 const PLAIN_BRANCHES: &[&str] = &["main", "master", "trunk", "develop", "dev", "HEAD"];
 
@@ -62,10 +65,11 @@ impl Request {
         {
             words.push(b.clone());
         }
-        words
-            .join(" ")
+        let joined = words.join(" ");
+        let mut seen = HashSet::new();
+        joined
             .split(|c: char| !c.is_alphanumeric())
-            .filter(|w| w.chars().count() > 1)
+            .filter(|w| w.chars().count() > 1 && seen.insert(w.to_lowercase()))
             .collect::<Vec<_>>()
             .join(" ")
     }
@@ -91,7 +95,8 @@ pub struct Recall {
     pub text: Option<String>,
     /// Memories shown.
     pub shown: usize,
-    /// Memories the project has in the local copy.
+    /// Memories the project has: in the local copy, plus those only Mem0
+    /// returned.
     pub total: u64,
     pub remote: Remote,
 }
@@ -162,6 +167,7 @@ pub async fn recall(
     let newest: Vec<Item> = found.newest.iter().map(local_item).collect();
 
     let mut remote = Remote::NotAsked;
+    let mut known = found.total;
     if let Some(client) = client.filter(|_| !req.timeout.is_zero()) {
         let left = req.timeout.saturating_sub(started.elapsed());
         let asked = client.search(&query, &req.project, RELEVANT_MAX as u32);
@@ -170,16 +176,19 @@ pub async fn recall(
             Ok(Err(f)) => Remote::Failed(f.describe()),
             Ok(Ok(hits)) => {
                 let n = hits.len();
-                relevant.extend(remote_items(store, &req.project, hits)?);
+                let items = remote_items(store, &req.project, hits)?;
+                // Memories only Mem0 has count in "N of M".
+                known += items.iter().filter(|i| i.state == REMOTE_ONLY).count() as u64;
+                relevant.extend(items);
                 Remote::Answered(n)
             }
         };
     }
-    let text = render(req, &relevant, &newest, found.total, &remote);
+    let text = render(req, &relevant, &newest, known, &remote);
     Ok(Recall {
         shown: text.as_ref().map_or(0, |(_, n)| *n),
         text: text.map(|(t, _)| t),
-        total: found.total,
+        total: known,
         remote,
     })
 }
@@ -224,7 +233,7 @@ fn remote_items(
         out.push(Item {
             key: m.id.clone(),
             date: at.map(day).unwrap_or_else(|| "----------".into()),
-            state: "in Mem0",
+            state: REMOTE_ONLY,
             text: one_line(&m.memory),
             at: at.unwrap_or(0),
         });
@@ -249,22 +258,29 @@ fn render(
         Remote::NotAsked | Remote::Answered(_) => String::new(),
     };
     // The header's final form is only known once the lines are chosen; its
-    // longest form is reserved.
-    let header = |shown: usize| {
+    // longest form (every memory shown) is reserved.
+    let header = |shown: u64| {
         format!(
-            "Memories of project \"{}\" (mem0-queue: {shown} of {total} shown, newest first; \
-             mem0_search finds more, mem0_save keeps something new).{note}\n",
+            "Memories of project \"{}\" (mem0-queue; {shown} of {total} shown, newest first; \
+             more with mem0_search).{note}\n",
             req.project
         )
     };
-    let budget = req
-        .max_chars
-        .saturating_sub(header(usize::MAX).chars().count());
-    let cost = |i: &Item| {
-        format!("- {} [{}] {}\n", i.date, i.state, i.text)
-            .chars()
-            .count()
+    let budget = req.max_chars.saturating_sub(header(total).chars().count());
+    // Each line is cut to a quarter of the budget (80 to MAX_LINE_CHARS
+    // characters of text), so a small budget still holds several memories.
+    let line_max = (budget / 4).clamp(80, MAX_LINE_CHARS);
+    let line = |i: &Item| {
+        let text = if i.text.chars().count() > line_max {
+            let mut t: String = i.text.chars().take(line_max - 1).collect();
+            t.push('…');
+            t
+        } else {
+            i.text.clone()
+        };
+        format!("- {} [{}] {}\n", i.date, i.state, text)
     };
+    let cost = |i: &Item| line(i).chars().count();
     let mut chosen: Vec<&Item> = Vec::new();
     let mut seen: HashSet<&str> = HashSet::new();
     let mut used = 0;
@@ -284,9 +300,9 @@ fn render(
         return None;
     }
     chosen.sort_by(|a, b| b.at.cmp(&a.at));
-    let mut text = header(chosen.len());
+    let mut text = header(chosen.len() as u64);
     for i in &chosen {
-        text.push_str(&format!("- {} [{}] {}\n", i.date, i.state, i.text));
+        text.push_str(&line(i));
     }
     Some((text.trim_end().to_string(), chosen.len()))
 }
@@ -322,6 +338,8 @@ mod tests {
         r.branch = Some("main".into());
         r.folder = None;
         assert_eq!(r.query(), "acme");
+        r.folder = Some("Acme".into());
+        assert_eq!(r.query(), "acme", "a word once");
     }
 
     #[test]

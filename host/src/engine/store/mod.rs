@@ -861,7 +861,7 @@ impl Store {
                             AND json_extract(m.metadata, '$.capture') IS NULL
                           ORDER BY entries_fts.rowid DESC LIMIT ?4) AS c
                    JOIN entries e ON e.seq = c.seq
-                  ORDER BY c.rank LIMIT ?3",
+                  ORDER BY c.rank, c.seq DESC LIMIT ?3",
             )?;
             matches = stmt
                 .query_map(
