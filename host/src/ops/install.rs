@@ -431,6 +431,20 @@ pub fn seed_hooks(root: &Doc) -> Vec<String> {
     out
 }
 
+/// The plugin's id in Claude Code (`<plugin>@<marketplace>`), as
+/// `claude plugin install` writes it into `enabledPlugins`.
+pub const PLUGIN_ID: &str = "mem0-queue@mem0-queue";
+
+/// Whether the mem0-queue plugin is enabled in a settings tree
+/// (`enabledPlugins["mem0-queue@mem0-queue"] == true`): it then registers
+/// the MCP server and the SessionStart, SessionEnd and PreCompact hooks.
+pub fn plugin_enabled(root: &Doc) -> bool {
+    matches!(
+        root.get("enabledPlugins").and_then(|p| p.get(PLUGIN_ID)),
+        Some(Doc::Bool(true))
+    )
+}
+
 /// Our MCP server entry in a `~/.claude.json` tree, if registered.
 pub fn installed_mcp(root: &Doc) -> Option<&Doc> {
     root.get("mcpServers").and_then(|s| s.get(MCP_NAME))
@@ -502,8 +516,10 @@ pub fn claude_code(
     // ~/.claude/settings.json: the SessionEnd hook.
     let mut seed = Vec::new();
     let mut detail = Vec::new();
+    let mut plugin = false;
     let c = edit_json(&files.settings, dry_run, stamp, &mut detail, |doc| {
         seed = seed_hooks(doc);
+        plugin = plugin_enabled(doc);
         if install {
             add_hook(doc, &hook)
         } else {
@@ -539,6 +555,16 @@ pub fn claude_code(
         )?;
     } else {
         writeln!(out, "done. Restart Claude Code to unload the MCP server.")?;
+    }
+    if install && plugin {
+        writeln!(
+            out,
+            "warning: the Claude Code plugin {PLUGIN_ID} is enabled too ({}): it registers the \
+             same MCP server and hooks, so Claude Code would run two servers (every tool listed \
+             twice) and each hook twice. Keep one: `mem0-queue uninstall claude-code`, or \
+             `claude plugin uninstall {PLUGIN_ID}`.",
+            files.settings.display()
+        )?;
     }
     if install {
         for s in &seed {
