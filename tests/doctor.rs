@@ -331,3 +331,46 @@ async fn the_plugin_is_a_registration_and_the_plugin_with_install_is_a_warning()
     );
     assert!(!out.contains("plugin:"), "{out}");
 }
+
+/// An `install claude-code` made before recall added only the SessionEnd
+/// hook: a WARN saying sessions start without recall, fixed by installing
+/// again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_install_without_the_session_start_hook_is_a_warning() {
+    let srv = server(Kind::Oss, None, 7).await;
+    let home = Sandbox::new(bin!());
+    write_config(&home, &format!("api_url = \"{}\"\n", srv.url()), 0o600);
+    let c = home.ops_command(&["install", "claude-code"]);
+    tokio::task::spawn_blocking(move || ok(c))
+        .await
+        .expect("join");
+    let settings = home.home().join(".claude/settings.json");
+    let mut s: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&settings).expect("settings")).expect("json");
+    let hooks = s["hooks"].as_object_mut().expect("hooks");
+    hooks.remove("SessionStart");
+    hooks.remove("PreCompact");
+    std::fs::write(&settings, s.to_string()).expect("write");
+
+    let (_, out) = doctor(&home).await;
+    let l = line(&out, "hook");
+    assert!(
+        l.starts_with("WARN") && l.contains("no SessionStart or PreCompact hook"),
+        "{out}"
+    );
+    assert!(
+        out.contains("fix: mem0-queue install claude-code (it adds them)"),
+        "{out}"
+    );
+
+    let c = home.ops_command(&["install", "claude-code"]);
+    tokio::task::spawn_blocking(move || ok(c))
+        .await
+        .expect("join");
+    let (_, out) = doctor(&home).await;
+    let l = line(&out, "hook");
+    assert!(
+        l.starts_with("OK") && l.contains("(and SessionStart, PreCompact)"),
+        "{out}"
+    );
+}

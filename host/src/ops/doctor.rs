@@ -579,6 +579,16 @@ fn claude_checks(checks: &mut Vec<Check>) {
         }
         Ok(doc) => doc.as_ref().and_then(install::installed_hook),
     };
+    // The hooks besides SessionEnd that `install claude-code` adds (an
+    // install made before recall has none of them).
+    let missing: Vec<&str> = match &settings {
+        Ok(Some(doc)) => install::HOOKS
+            .iter()
+            .filter(|h| install::installed_hook_for(doc, **h).is_none())
+            .map(|h| h.event)
+            .collect(),
+        _ => Vec::new(),
+    };
     let mcp = match read_doc(&files.config) {
         Err(e) => {
             checks.push(fail(
@@ -619,8 +629,22 @@ fn claude_checks(checks: &mut Vec<Check>) {
 
     if settings.is_ok() {
         match (hook, plugin) {
+            (Some(cmd), false) if command_exists(&cmd) && !missing.is_empty() => checks.push(warn(
+                "hook",
+                format!(
+                    "SessionEnd runs `{cmd}`, but no {} hook is installed: sessions start \
+                         without recall",
+                    missing.join(" or ")
+                ),
+                "mem0-queue install claude-code (it adds them), then restart Claude Code",
+            )),
             (Some(cmd), _) if command_exists(&cmd) => {
-                checks.push(ok("hook", format!("SessionEnd runs `{cmd}`")))
+                let also = if missing.is_empty() {
+                    " (and SessionStart, PreCompact)"
+                } else {
+                    ""
+                };
+                checks.push(ok("hook", format!("SessionEnd runs `{cmd}`{also}")))
             }
             (Some(cmd), _) => checks.push(fail(
                 "hook",

@@ -143,7 +143,8 @@ pub enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
-    /// Install into Claude Code (MCP server + SessionEnd hook) or the
+    /// Install into Claude Code without its plugin (MCP server + the
+    /// SessionStart, SessionEnd and PreCompact hooks) or the
     /// scheduler (sync every 10 minutes). Idempotent; backs up what it changes.
     Install {
         #[command(subcommand)]
@@ -227,7 +228,7 @@ pub enum ConfigCommand {
 #[derive(clap::Subcommand, Debug, Clone, Copy)]
 pub enum InstallTarget {
     /// Claude Code: the MCP server (user scope, ~/.claude.json) and the
-    /// SessionEnd hook (~/.claude/settings.json).
+    /// SessionStart, SessionEnd and PreCompact hooks (~/.claude/settings.json).
     ClaudeCode {
         /// Print what would change, write nothing.
         #[arg(long)]
