@@ -790,7 +790,10 @@ impl Store {
 
     /// Full-text search of the local copy (every saved memory), ranked by
     /// bm25 among the newest [`SEARCH_CANDIDATES`] matches. Returns each
-    /// match with a score in (0, 1], best first.
+    /// match with a score in (0, 1], best first. A captured conversation
+    /// (`metadata.capture`) is not a memory to find: 64 KiB of transcript
+    /// would match most words and fill a result; what Mem0 drew from it is
+    /// found through Mem0's search.
     pub fn search_local(
         &self,
         query: &str,
@@ -819,6 +822,7 @@ impl Store {
                        FROM entries_fts JOIN entries m ON m.seq = entries_fts.rowid
                       WHERE entries_fts MATCH ?1 AND (?2 IS NULL OR m.project = ?2)
                         AND m.op = 'add' AND m.deleted_at IS NULL
+                        AND json_extract(m.metadata, '$.capture') IS NULL
                       ORDER BY entries_fts.rowid DESC LIMIT ?4) AS c
                JOIN entries e ON e.seq = c.seq
               ORDER BY c.rank LIMIT ?3",
