@@ -3,7 +3,8 @@
 //! files: systemd is not reachable from a test) and Claude Code's hook and
 //! MCP server are in place; a FAIL line with its fix, and exit 1, when the
 //! server is down, when the config file exposes its key, and when nothing
-//! is installed.
+//! is installed. The Claude Code plugin counts as the hook and the MCP
+//! server; the plugin and `install claude-code` both active is a WARN.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
@@ -137,7 +138,11 @@ async fn nothing_installed_and_a_readable_key_each_fail_with_a_fix() {
         assert!(line(&out, name).starts_with("FAIL"), "{name}:\n{out}");
     }
     assert!(out.contains("fix: mem0-queue install schedule"), "{out}");
-    assert!(out.contains("fix: mem0-queue install claude-code"), "{out}");
+    // The plugin first, install claude-code for those without plugins.
+    assert!(
+        out.contains("fix: claude plugin install mem0-queue@mem0-queue (or, without plugins, mem0-queue install claude-code)"),
+        "{out}"
+    );
 
     // No config file at all, platform kind without a key.
     let home = Sandbox::new(bin!());
@@ -219,4 +224,153 @@ async fn doctor_names_the_fix_for_a_redirect_a_login_gate_and_a_wrong_prefix() {
         "{out}"
     );
     let _ = srv;
+}
+
+/// The Claude Code plugin (enabled in settings.json) registers the server
+/// and the hooks: `doctor` counts it, checks that its scripts find the
+/// binary, and warns when `install claude-code`'s entries are active too (a
+/// double registration), with the fix; `install claude-code` says so too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_plugin_is_a_registration_and_the_plugin_with_install_is_a_warning() {
+    let srv = server(Kind::Oss, None, 6).await;
+    let home = Sandbox::new(bin!());
+    write_config(&home, &format!("api_url = \"{}\"\n", srv.url()), 0o600);
+    let c = home.ops_command(&["install", "schedule"]);
+    tokio::task::spawn_blocking(move || ok(c))
+        .await
+        .expect("join");
+    let settings = home.home().join(".claude/settings.json");
+    std::fs::create_dir_all(settings.parent().expect("dir")).expect("mkdir");
+    let enabled = |on: bool| {
+        std::fs::write(
+            &settings,
+            serde_json::json!({"enabledPlugins": {"mem0-queue@mem0-queue": on}}).to_string(),
+        )
+        .expect("settings")
+    };
+    let doctor_with = |bin: Option<&'static str>| {
+        let mut c = home.ops_command(&["doctor"]);
+        if let Some(b) = bin {
+            c.env("MEM0_QUEUE_BIN", b);
+        }
+        async move {
+            let o = tokio::task::spawn_blocking(move || run(c))
+                .await
+                .expect("join");
+            let (out, err) = text(&o);
+            (o.status.code(), format!("{out}{err}"))
+        }
+    };
+
+    // The plugin alone: hook and server OK, through the plugin.
+    enabled(true);
+    let (code, out) = doctor_with(Some(bin!())).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(line(&out, "plugin").starts_with("OK"), "{out}");
+    assert!(line(&out, "plugin").contains(bin!()), "{out}");
+    assert!(
+        line(&out, "hook").starts_with("OK")
+            && line(&out, "hook").contains("SessionStart, SessionEnd and PreCompact"),
+        "{out}"
+    );
+    assert!(
+        line(&out, "mcp server").starts_with("OK") && line(&out, "mcp server").contains("plugin"),
+        "{out}"
+    );
+    assert!(!out.contains("registration:"), "{out}");
+    // Its scripts would not find the binary: a WARN with the fix.
+    let (_, out) = doctor_with(None).await;
+    let l = line(&out, "plugin");
+    assert!(
+        l.starts_with("WARN") && l.contains("will not find the binary"),
+        "{out}"
+    );
+
+    // And `install claude-code` on top: it warns, and doctor warns.
+    let c = home.ops_command(&["install", "claude-code"]);
+    let installed = tokio::task::spawn_blocking(move || ok(c))
+        .await
+        .expect("join");
+    assert!(
+        installed.contains("warning: the Claude Code plugin mem0-queue@mem0-queue is enabled too"),
+        "{installed}"
+    );
+    let (code, out) = doctor_with(Some(bin!())).await;
+    assert_eq!(code, Some(0), "a warning fails nothing:\n{out}");
+    let l = line(&out, "registration");
+    assert!(
+        l.starts_with("WARN") && l.contains("two MCP servers"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "fix: keep the plugin and remove the others: mem0-queue uninstall claude-code"
+        ),
+        "{out}"
+    );
+
+    // Uninstalled: the warning goes.
+    let c = home.ops_command(&["uninstall", "claude-code"]);
+    tokio::task::spawn_blocking(move || ok(c))
+        .await
+        .expect("join");
+    let (code, out) = doctor_with(Some(bin!())).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(!out.contains("registration:"), "{out}");
+
+    // A disabled plugin registers nothing: FAIL, naming both ways.
+    enabled(false);
+    let (code, out) = doctor_with(Some(bin!())).await;
+    assert_eq!(code, Some(1), "{out}");
+    for name in ["hook", "mcp server"] {
+        assert!(line(&out, name).starts_with("FAIL"), "{name}:\n{out}");
+    }
+    assert!(
+        out.contains("fix: claude plugin install mem0-queue@mem0-queue (or, without plugins, mem0-queue install claude-code)"),
+        "{out}"
+    );
+    assert!(!out.contains("plugin:"), "{out}");
+}
+
+/// An `install claude-code` made before recall added only the SessionEnd
+/// hook: a WARN saying sessions start without recall, fixed by installing
+/// again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_install_without_the_session_start_hook_is_a_warning() {
+    let srv = server(Kind::Oss, None, 7).await;
+    let home = Sandbox::new(bin!());
+    write_config(&home, &format!("api_url = \"{}\"\n", srv.url()), 0o600);
+    let c = home.ops_command(&["install", "claude-code"]);
+    tokio::task::spawn_blocking(move || ok(c))
+        .await
+        .expect("join");
+    let settings = home.home().join(".claude/settings.json");
+    let mut s: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&settings).expect("settings")).expect("json");
+    let hooks = s["hooks"].as_object_mut().expect("hooks");
+    hooks.remove("SessionStart");
+    hooks.remove("PreCompact");
+    std::fs::write(&settings, s.to_string()).expect("write");
+
+    let (_, out) = doctor(&home).await;
+    let l = line(&out, "hook");
+    assert!(
+        l.starts_with("WARN") && l.contains("no SessionStart or PreCompact hook"),
+        "{out}"
+    );
+    assert!(
+        out.contains("fix: mem0-queue install claude-code (it adds them)"),
+        "{out}"
+    );
+
+    let c = home.ops_command(&["install", "claude-code"]);
+    tokio::task::spawn_blocking(move || ok(c))
+        .await
+        .expect("join");
+    let (_, out) = doctor(&home).await;
+    let l = line(&out, "hook");
+    assert!(
+        l.starts_with("OK") && l.contains("(and SessionStart, PreCompact)"),
+        "{out}"
+    );
 }

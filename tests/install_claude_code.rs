@@ -1,8 +1,8 @@
 //! `mem0-queue install claude-code` / `uninstall claude-code` on the real
 //! binary, in a temp HOME holding a `~/.claude.json` with other keys and
 //! another MCP server, and a `~/.claude/settings.json` with another hook:
-//! the install adds exactly our MCP server and SessionEnd hook and keeps the
-//! rest (values and key order); a second run writes nothing; every changed
+//! the install adds exactly our MCP server and our SessionStart, SessionEnd
+//! and PreCompact hooks and keeps the rest (values and key order); a second run writes nothing; every changed
 //! file is backed up with its mode; `--dry-run` writes nothing; uninstall
 //! gives back the other content.
 
@@ -145,7 +145,9 @@ fn install_keeps_other_content_is_idempotent_backs_up_and_uninstalls() {
     // Install.
     let out = ok(home.ops_command(&["install", "claude-code"]));
     assert!(out.contains("registered the MCP server"), "{out}");
-    assert!(out.contains("added the SessionEnd hook"), "{out}");
+    for event in ["SessionStart", "SessionEnd", "PreCompact"] {
+        assert!(out.contains(&format!("added the {event} hook")), "{out}");
+    }
     assert!(out.contains("Restart Claude Code"), "{out}");
 
     let config = read_json(&f.config);
@@ -250,12 +252,25 @@ fn install_into_a_fresh_home_creates_both_files_and_uninstall_empties_them() {
         read_json(&config)["mcpServers"]["mem0-queue"]["command"],
         Value::String(canonical_bin(bin!()))
     );
-    assert!(
-        read_json(&settings)["hooks"]["SessionEnd"][0]["hooks"][0]["command"]
-            .as_str()
-            .expect("command")
-            .ends_with(" hook session-end")
-    );
+    let s = read_json(&settings);
+    for (event, args, timeout) in [
+        ("SessionStart", "hook session-start", 10),
+        ("SessionEnd", "hook session-end", 5),
+        ("PreCompact", "hook pre-compact", 30),
+    ] {
+        let h = &s["hooks"][event][0]["hooks"][0];
+        assert_eq!(
+            h["command"],
+            format!(
+                "{} --data-dir {} {args}",
+                canonical_bin(bin!()),
+                home.data_dir().display()
+            ),
+            "{s}"
+        );
+        assert_eq!(h["timeout"], timeout, "{s}");
+        assert_eq!(s["hooks"][event].as_array().map(Vec::len), Some(1), "{s}");
+    }
     assert_eq!(mode(&config), 0o600);
     assert!(backups(&config).is_empty(), "nothing to back up");
 

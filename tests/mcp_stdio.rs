@@ -1,6 +1,6 @@
 //! `mem0-queue serve` driven over stdio by the rmcp client: the three tools'
 //! replies, what a save leaves in the SQLite queue, dedup, the default
-//! project, the tool annotations and schemas, and a stdout that carries only
+//! project (and the folder's project when Claude Code starts it), the tool annotations and schemas, and a stdout that carries only
 //! JSON-RPC.
 
 use std::io::{BufRead, BufReader, Write};
@@ -142,6 +142,49 @@ async fn the_default_project_comes_from_the_environment() {
         project_of_a_save_without_one(&sb, server).await,
         "env-project"
     );
+}
+
+/// Claude Code starts `serve` with `CLAUDE_PROJECT_DIR` set to the
+/// session's folder (checked on Claude Code 2.1.332, for plugin and
+/// user-scope servers): a save naming no project goes to that folder's
+/// project, by the rule the SessionStart hook uses for its `cwd`, so the
+/// next session's recall there shows it.
+#[tokio::test]
+async fn the_default_project_is_claude_project_dirs_and_recall_there_shows_the_save() {
+    let sb = Sandbox::new(bin!());
+    let repo = sb.root().join("src/My Shop");
+    std::fs::create_dir_all(repo.join(".git")).expect("a repository");
+    let sub = repo.join("web");
+    std::fs::create_dir_all(&sub).expect("a subfolder");
+    let mut cmd = sb.command(&["serve"]);
+    cmd.env("CLAUDE_PROJECT_DIR", &sub)
+        .env("MEM0_QUEUE_DEFAULT_PROJECT", "unused");
+    let server = Server::start(cmd).await;
+    assert_eq!(project_of_a_save_without_one(&sb, server).await, "My-Shop");
+
+    // A [projects] entry wins over the repository.
+    let cfg = sb.file(
+        "config.toml",
+        format!("[projects]\n\"{}\" = \"shop\"\n", repo.display()).as_bytes(),
+    );
+    let mut cmd = sb.command(&["serve"]);
+    cmd.env("CLAUDE_PROJECT_DIR", &sub)
+        .env("MEM0_QUEUE_CONFIG", &cfg);
+    let server = Server::start(cmd).await;
+    assert_eq!(project_of_a_save_without_one(&sb, server).await, "shop");
+
+    // The session-start hook in the same folder recalls it.
+    let mut hook = sb.command(&["hook", "session-start"]);
+    hook.env("MEM0_QUEUE_CONFIG", &cfg);
+    let payload = json!({"session_id": "s", "cwd": sub, "hook_event_name": "SessionStart", "source": "startup"});
+    let (o, _) = mem0_queue_testkit::ops::hook(hook, Some(payload.to_string().as_bytes()));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let v: Value = serde_json::from_str(&out).expect("the hook's JSON");
+    let ctx = v["hookSpecificOutput"]["additionalContext"]
+        .as_str()
+        .expect("context");
+    assert!(ctx.starts_with("Memories of project \"shop\""), "{ctx}");
+    assert!(ctx.contains("[queued] no project named"), "{ctx}");
 }
 
 #[tokio::test]

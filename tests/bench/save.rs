@@ -164,6 +164,7 @@ fn prefill(sb: &Sandbox, n: usize) {
                     metadata: json!({"tags": ["bench"]}),
                     created_at: now + i as i64,
                     origin: Origin::Import,
+                    infer: None,
                     id: Some(
                         uuid::Uuid::from_u128(
                             0xbe9c_0000_0000_4000_8000_0000_0000_0000 | i as u128,

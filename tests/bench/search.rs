@@ -101,6 +101,7 @@ fn filled(dir: &std::path::Path, corpus: &Corpus, rng: &mut fastrand::Rng) -> (S
                 metadata: serde_json::json!({}),
                 created_at: 1_700_000_000_000 + i as i64,
                 origin: Origin::Import,
+                infer: None,
                 id: Some(uuid::Uuid::now_v7().to_string()),
             };
             (new, mem0_queue::engine::store::State::Delivered, 0)

@@ -208,6 +208,7 @@ pub fn entry(
         metadata,
         created_at,
         origin: Origin::Cli,
+        infer: None,
         id: None,
     }
 }

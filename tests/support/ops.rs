@@ -51,6 +51,29 @@ pub fn enqueue(store: &mut Store, n: usize, tag: &str) -> Vec<String> {
         .collect()
 }
 
+/// Runs a hook command (`mem0-queue hook EVENT`) with `input` on its stdin
+/// (closed after it; `None`: stdin closed at once), bounded by
+/// [`PROCESS_LIMIT`](crate::wait::PROCESS_LIMIT); returns its output and
+/// how long the process took, spawn to exit.
+pub fn hook(mut c: Command, input: Option<&[u8]>) -> (Output, std::time::Duration) {
+    use std::io::Write;
+    use std::process::Stdio;
+    c.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let started = std::time::Instant::now();
+    let mut child = c.spawn().expect("spawn the hook");
+    {
+        let mut stdin = child.stdin.take().expect("stdin");
+        if let Some(b) = input {
+            // A hook that exits without reading all of it is not an error here.
+            let _ = stdin.write_all(b);
+        }
+    }
+    let out = crate::wait::output(child, crate::wait::PROCESS_LIMIT, "the hook");
+    (out, started.elapsed())
+}
+
 /// The binary's canonical path, as an install writes it.
 pub fn canonical_bin(bin: &str) -> String {
     std::path::Path::new(bin)

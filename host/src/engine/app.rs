@@ -37,6 +37,11 @@ pub struct App {
     pub policy_info: Mutex<PolicyInfo>,
     /// Set after a save, when a graph JSONL mirror is configured.
     pub graph_dirty: tokio::sync::Notify,
+    /// The project of saves and lists that name none: `default_project`,
+    /// or the project of the folder this process works for (`serve`
+    /// started by Claude Code: its `CLAUDE_PROJECT_DIR`, by the rule of
+    /// [`crate::engine::project`], as the hooks use it).
+    pub project: String,
 }
 
 impl App {
@@ -56,7 +61,6 @@ impl App {
             resolved.config.log_max_bytes,
         ));
         Ok(Self {
-            resolved,
             paths,
             store: SharedStore::new(store),
             policy,
@@ -65,6 +69,8 @@ impl App {
             log,
             policy_info: Mutex::new(info),
             graph_dirty: tokio::sync::Notify::new(),
+            project: resolved.config.default_project.clone(),
+            resolved,
         })
     }
 

@@ -23,6 +23,30 @@ pub enum ApiKind {
     Platform,
 }
 
+/// When a session's transcript is captured (`capture`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CaptureAt {
+    /// Never (the default): only what the assistant saves is remembered.
+    #[default]
+    Off,
+    /// When the session ends (Claude Code's SessionEnd hook).
+    SessionEnd,
+    /// When Claude Code compacts the conversation (its PreCompact hook),
+    /// the moment the early turns are about to leave the context.
+    PreCompact,
+}
+
+impl CaptureAt {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CaptureAt::Off => "off",
+            CaptureAt::SessionEnd => "session-end",
+            CaptureAt::PreCompact => "pre-compact",
+        }
+    }
+}
+
 /// What a value is, to parse env and flag strings.
 #[derive(Clone, Copy)]
 enum Ty {
@@ -33,6 +57,9 @@ enum Ty {
     Int,
     Duration,
     Kind,
+    /// A table of strings (`[projects]`); in env and flags
+    /// `KEY=VALUE;KEY=VALUE`.
+    Map,
 }
 
 /// One configuration key.
@@ -202,6 +229,43 @@ const KEYS: &[Key] = &[
         help: "Size at which the worker log is rotated.",
         default: Some("1048576"),
     },
+    Key {
+        name: "recall",
+        env: "MEM0_QUEUE_RECALL",
+        ty: Ty::Bool,
+        help: "At the start of a Claude Code session (its SessionStart hook), add the project's most relevant and most recent memories to the context. false: the hook prints nothing.",
+        default: Some("true"),
+    },
+    Key {
+        name: "recall_max_chars",
+        env: "MEM0_QUEUE_RECALL_MAX_CHARS",
+        ty: Ty::Int,
+        help: "The most characters recall adds to the context (about a quarter as many tokens), 300 to 9000.",
+        default: Some("2000"),
+    },
+    Key {
+        name: "recall_timeout",
+        env: "MEM0_QUEUE_RECALL_TIMEOUT",
+        ty: Ty::Duration,
+        help: "How long recall may wait for Mem0's own search, on top of the local copy (a hard bound; \"0s\": the local copy only). At most 5s.",
+        default: Some("\"300ms\""),
+    },
+    Key {
+        name: "capture",
+        env: "MEM0_QUEUE_CAPTURE",
+        ty: Ty::Str,
+        help: "Queue the user's and the assistant's words of each Claude Code session (no tool calls or outputs, secrets redacted) as one memory that Mem0's LLM turns into facts: \"off\", \"session-end\" or \"pre-compact\". At most once per session.",
+        default: Some("\"off\""),
+    },
+    // A table: last in the sample, since in TOML every key after a
+    // `[table]` header belongs to that table.
+    Key {
+        name: "projects",
+        env: "MEM0_QUEUE_PROJECTS",
+        ty: Ty::Map,
+        help: "The project (Mem0 user_id) of a folder and everything under it, for the hooks and for saves from Claude Code that name none; the longest matching folder wins. Else a folder's git repository gives its name, else default_project. Env: \"~/work/acme=acme;~/src/blog=blog\".",
+        default: None,
+    },
 ];
 
 /// The resolved configuration.
@@ -234,6 +298,13 @@ pub struct Config {
     pub vault_dir: Option<PathBuf>,
     pub retention_days: Option<u64>,
     pub log_max_bytes: u64,
+    pub recall: bool,
+    pub recall_max_chars: usize,
+    #[serde(with = "humantime_serde_compat")]
+    pub recall_timeout: Duration,
+    pub capture: CaptureAt,
+    /// Folder (a leading `~` is HOME) to project name.
+    pub projects: BTreeMap<String, String>,
 }
 
 impl Default for Config {
@@ -261,9 +332,35 @@ impl Default for Config {
             vault_dir: None,
             retention_days: None,
             log_max_bytes: 1 << 20,
+            recall: true,
+            recall_max_chars: RECALL_MAX_CHARS,
+            recall_timeout: RECALL_TIMEOUT,
+            capture: CaptureAt::Off,
+            projects: BTreeMap::new(),
         }
     }
 }
+
+/// The default size of what recall adds to the context: 2,000 characters,
+/// about 500 tokens, ten to fifteen memories of a sentence or two. Enough
+/// for the project's decisions and what was done last; a quarter of one
+/// percent of a 200k context, and a fifth of the 10,000 characters past
+/// which Claude Code moves a hook's output to a file and shows a preview.
+pub const RECALL_MAX_CHARS: usize = 2_000;
+
+/// The bounds of `recall_max_chars`: below 300 the header and one memory
+/// of 80 characters with its date hardly fit; 9,000 stays under Claude
+/// Code's 10,000-character cap.
+pub const RECALL_MAX_CHARS_RANGE: std::ops::RangeInclusive<usize> = 300..=9_000;
+
+/// The default bound on Mem0's part of recall: 300 ms. A session start
+/// the user waits for; a Mem0 on the LAN or a nearby VPS answers a search
+/// in 50 to 200 ms, a slower one is skipped for the local copy.
+pub const RECALL_TIMEOUT: Duration = Duration::from_millis(300);
+
+/// The most `recall_timeout` may be: the plugin gives the hook 10 s, and a
+/// session start should not wait longer than a few seconds for anything.
+pub const RECALL_TIMEOUT_MAX: Duration = Duration::from_secs(5);
 
 /// Durations as humantime strings ("5s", "2m 30s") in TOML.
 mod humantime_serde_compat {
@@ -505,6 +602,32 @@ fn validate(c: &Config, sources: &BTreeMap<&'static str, Source>) -> Result<(), 
     {
         return Err(bad("api_url", "must start with http:// or https://"));
     }
+    if !RECALL_MAX_CHARS_RANGE.contains(&c.recall_max_chars) {
+        return Err(bad(
+            "recall_max_chars",
+            &format!(
+                "must be between {} and {} (Claude Code moves a hook's output over 10,000 characters to a file)",
+                RECALL_MAX_CHARS_RANGE.start(),
+                RECALL_MAX_CHARS_RANGE.end()
+            ),
+        ));
+    }
+    if c.recall_timeout > RECALL_TIMEOUT_MAX {
+        return Err(bad("recall_timeout", "must be at most 5s"));
+    }
+    for (folder, name) in &c.projects {
+        if folder.trim().is_empty() {
+            return Err(bad("projects", "a folder is empty"));
+        }
+        if name.trim().is_empty() || name.chars().any(char::is_whitespace) {
+            return Err(bad(
+                "projects",
+                &format!(
+                    "the project of {folder} must be non-empty and hold no whitespace (Mem0 rejects such ids)"
+                ),
+            ));
+        }
+    }
     Ok(())
 }
 
@@ -537,6 +660,16 @@ fn parse_raw(key: &Key, raw: &str, source: &Source) -> Result<toml::Value, Confi
                 .parse::<i64>()
                 .map_err(|_| bad(format!("`{raw}` is not a whole number")))?,
         ),
+        Ty::Map => {
+            let mut table = toml::Table::new();
+            for pair in raw.split(';').map(str::trim).filter(|p| !p.is_empty()) {
+                let (k, v) = pair
+                    .rsplit_once('=')
+                    .ok_or_else(|| bad(format!("`{pair}` is not FOLDER=NAME")))?;
+                table.insert(k.trim().into(), toml::Value::String(v.trim().into()));
+            }
+            toml::Value::Table(table)
+        }
     })
 }
 
@@ -563,6 +696,13 @@ impl Resolved {
             let shown = match (key.ty, value.get(key.name)) {
                 (_, None) => "(unset)".to_string(),
                 (Ty::Secret, Some(_)) => "\"<redacted>\"".to_string(),
+                (Ty::Map, Some(toml::Value::Table(t))) => format!(
+                    "{{{}}}",
+                    t.iter()
+                        .map(|(k, v)| format!(" {} = {}", toml::Value::String(k.clone()), v))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                ),
                 (_, Some(v)) => v.to_string(),
             };
             let source = self
@@ -611,6 +751,13 @@ pub fn sample() -> String {
     );
     for key in KEYS {
         out.push_str(&format!("# {}\n# env: {}\n", key.help, key.env));
+        if let Ty::Map = key.ty {
+            out.push_str(&format!(
+                "# [{}]\n# \"~/work/acme\" = \"acme\"\n\n",
+                key.name
+            ));
+            continue;
+        }
         match key.default {
             Some(d) => out.push_str(&format!("# {} = {d}\n\n", key.name)),
             None => out.push_str(&format!("# {} = \n\n", key.name)),
@@ -768,6 +915,62 @@ mod tests {
         assert!(!shown.contains("m0-secret"), "{shown}");
         assert!(shown.contains("<redacted>"));
         assert!(!r.show_json().to_string().contains("m0-secret"));
+    }
+
+    #[test]
+    fn recall_capture_and_projects_parse_and_are_bounded() {
+        let (_d, p) = file(
+            "recall = false\nrecall_max_chars = 3000\nrecall_timeout = \"150ms\"\n\
+             capture = \"pre-compact\"\n[projects]\n\"~/work/acme\" = \"acme\"\n",
+        );
+        let r = resolve(&env(&[]), Some(&p), &[]).expect("ok");
+        assert!(!r.config.recall);
+        assert_eq!(r.config.recall_max_chars, 3000);
+        assert_eq!(r.config.recall_timeout, Duration::from_millis(150));
+        assert_eq!(r.config.capture, CaptureAt::PreCompact);
+        assert_eq!(r.config.projects["~/work/acme"], "acme");
+        assert!(
+            r.show().contains("\"~/work/acme\" = \"acme\""),
+            "{}",
+            r.show()
+        );
+
+        let d = Config::default();
+        assert!(d.recall && d.capture == CaptureAt::Off);
+        assert_eq!(d.recall_timeout, Duration::from_millis(300));
+
+        let e = env(&[
+            ("MEM0_QUEUE_PROJECTS", "/a/b=bee; /c = sea"),
+            ("MEM0_QUEUE_CAPTURE", "session-end"),
+        ]);
+        let r = resolve(&e, Some(&p.with_file_name("none")), &[]).map(|_| ());
+        assert!(r.is_err(), "an explicit missing file is an error");
+        let (_d2, empty) = file("");
+        let r = resolve(&e, Some(&empty), &[]).expect("ok");
+        assert_eq!(r.config.projects["/a/b"], "bee");
+        assert_eq!(r.config.projects["/c"], "sea");
+        assert_eq!(r.config.capture, CaptureAt::SessionEnd);
+
+        for (k, v) in [
+            ("recall_max_chars", "100"),
+            ("recall_max_chars", "20000"),
+            ("recall_timeout", "6s"),
+            ("capture", "always"),
+            ("projects", "/x=two words"),
+            ("projects", "no-equals-sign"),
+        ] {
+            let flags = vec![(k.to_string(), v.to_string())];
+            let err = resolve(&env(&[]), Some(&empty), &flags)
+                .map(|_| ())
+                .expect_err(v)
+                .to_string();
+            assert!(err.contains(k), "{err}");
+        }
+        let flags = vec![("recall_timeout".to_string(), "0s".to_string())];
+        assert!(
+            resolve(&env(&[]), Some(&empty), &flags).is_ok(),
+            "0s: local only"
+        );
     }
 
     #[test]

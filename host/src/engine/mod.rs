@@ -2,7 +2,8 @@
 //! an assistant reaches them.
 //!
 //! Its modules, each building on those listed before it: the configuration
-//! ([`config`]), the data dir ([`paths`]), time ([`clock`]), the text
+//! ([`config`]), the data dir ([`paths`]), the project of a folder
+//! ([`project`]), time ([`clock`]), the text
 //! helpers every layer shares ([`text`]), the policy runtime ([`policy`]),
 //! the SQLite queue ([`store`]), the Mem0 client ([`mem0`]), one delivery
 //! run ([`worker`]), the parts of one process put together ([`app`]), and
@@ -14,6 +15,8 @@
 pub mod config;
 
 pub mod paths;
+
+pub mod project;
 
 pub mod clock;
 

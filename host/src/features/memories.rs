@@ -218,9 +218,7 @@ async fn project_for_unknown(
     project: Option<String>,
 ) -> Result<String, MemoriesError> {
     let key = id.to_string();
-    let fallback = project
-        .clone()
-        .unwrap_or_else(|| app.config().default_project.clone());
+    let fallback = project.clone().unwrap_or_else(|| app.project.clone());
     if crate::engine::store::lifecycle::validate_memory_id(id).is_err()
         || app.store.run(move |s| s.knows(&key)).await?
     {
@@ -389,7 +387,7 @@ pub async fn get(app: &App, id: &str) -> Result<GetResult, MemoriesError> {
             }
         }
         None => {
-            let project = app.config().default_project.clone();
+            let project = app.project.clone();
             match ask(app, async |c| c.get(id).await).await {
                 Ok(Some(r)) => Ok(GetResult {
                     memory: MemoryView::from_remote(r, &project, &pending),

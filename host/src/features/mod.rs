@@ -10,7 +10,11 @@
 //! - [`notify`]: desktop notifications of alerts;
 //! - [`seed`]: the seed's JSON queue, imported and exported;
 //! - [`memories`]: the memory lifecycle (get, list, update, delete, forget,
-//!   entities) over the local copy and Mem0.
+//!   entities) over the local copy and Mem0;
+//! - [`recall`]: what a Claude Code session starts with, the project's most
+//!   relevant and most recent memories, within a size and a time budget;
+//! - [`capture`]: a session's conversation (its words only, secrets
+//!   redacted) queued once for Mem0 to draw facts from.
 //!
 //! May import: the engine and the features. A feature returns values (a
 //! report, a severity); it never prints, and never picks an exit code.
@@ -28,3 +32,7 @@ pub mod notify;
 pub mod seed;
 
 pub mod memories;
+
+pub mod recall;
+
+pub mod capture;

@@ -117,7 +117,7 @@ pub async fn search(
         })
         .await?;
     let projects = if projects.is_empty() {
-        vec![app.config().default_project.clone()]
+        vec![app.project.clone()]
     } else {
         projects
     };

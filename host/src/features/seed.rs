@@ -149,6 +149,7 @@ fn entry(
             metadata,
             created_at,
             origin: Origin::Import,
+            infer: None,
             id: Some(id),
         },
         state,

@@ -517,6 +517,45 @@ fn read_doc(p: &Path) -> Result<Option<Doc>, String> {
     }
 }
 
+/// Where the plugin's scripts find the binary (`find-mem0-queue.sh`):
+/// `$MEM0_QUEUE_BIN`, else `mem0-queue` on PATH, else cargo's bin dir.
+fn plugin_binary(env: &dyn Env) -> Result<PathBuf, String> {
+    let executable = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if let Some(b) = env.var("MEM0_QUEUE_BIN") {
+        let p = PathBuf::from(&b);
+        return if executable(&p) {
+            Ok(p)
+        } else {
+            Err(format!("MEM0_QUEUE_BIN={b} is not an executable file"))
+        };
+    }
+    if let Some(path) = env.var("PATH") {
+        for dir in path.split(':').filter(|d| !d.is_empty()) {
+            let p = Path::new(dir).join("mem0-queue");
+            if executable(&p) {
+                return Ok(p);
+            }
+        }
+    }
+    let cargo = env
+        .var("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| env.var("HOME").map(|h| PathBuf::from(h).join(".cargo")));
+    if let Some(p) = cargo.map(|c| c.join("bin/mem0-queue"))
+        && executable(&p)
+    {
+        return Ok(p);
+    }
+    Err("mem0-queue is neither on PATH nor in ~/.cargo/bin".into())
+}
+
+/// Claude Code: the plugin (`enabledPlugins["mem0-queue@mem0-queue"]` in
+/// settings.json) and `install claude-code`'s entries (the SessionEnd hook
+/// in settings.json, the MCP server in ~/.claude.json) are each a valid
+/// registration; both at once is a double registration (two servers, every
+/// hook twice): a WARN with the fix.
 fn claude_checks(checks: &mut Vec<Check>) {
     let files = match ClaudeFiles::locate(&ProcessEnv) {
         Ok(f) => f,
@@ -525,68 +564,165 @@ fn claude_checks(checks: &mut Vec<Check>) {
             return;
         }
     };
-    let fix = "mem0-queue install claude-code, then restart Claude Code";
-    match read_doc(&files.settings) {
-        Err(e) => checks.push(fail("hook", e, "fix the file by hand, or restore a backup")),
-        Ok(doc) => match doc.as_ref().and_then(install::installed_hook) {
-            Some(cmd) if command_exists(&cmd) => {
-                checks.push(ok("hook", format!("SessionEnd runs `{cmd}`")))
-            }
-            Some(cmd) => checks.push(fail(
+    let fix = "claude plugin install mem0-queue@mem0-queue (or, without plugins, \
+               mem0-queue install claude-code), then restart Claude Code";
+    let settings = read_doc(&files.settings);
+    let plugin = matches!(&settings, Ok(Some(d)) if install::plugin_enabled(d));
+    let hook = match &settings {
+        Err(e) => {
+            checks.push(fail(
                 "hook",
-                format!("SessionEnd runs `{cmd}`, whose program no longer exists"),
-                fix,
+                e.clone(),
+                "fix the file by hand, or restore a backup",
+            ));
+            None
+        }
+        Ok(doc) => doc.as_ref().and_then(install::installed_hook),
+    };
+    // The hooks besides SessionEnd that `install claude-code` adds (an
+    // install made before recall has none of them).
+    let missing: Vec<&str> = match &settings {
+        Ok(Some(doc)) => install::HOOKS
+            .iter()
+            .filter(|h| install::installed_hook_for(doc, **h).is_none())
+            .map(|h| h.event)
+            .collect(),
+        _ => Vec::new(),
+    };
+    let mcp = match read_doc(&files.config) {
+        Err(e) => {
+            checks.push(fail(
+                "mcp server",
+                e,
+                "fix the file by hand, or restore a backup",
+            ));
+            None
+        }
+        Ok(doc) => Some(
+            doc.as_ref()
+                .and_then(|d| install::installed_mcp(d).cloned()),
+        ),
+    };
+
+    if plugin {
+        match plugin_binary(&ProcessEnv) {
+            Ok(bin) => checks.push(ok(
+                "plugin",
+                format!(
+                    "{} is enabled ({}); its server and hooks run {}",
+                    install::PLUGIN_ID,
+                    files.settings.display(),
+                    bin.display()
+                ),
             )),
-            None => checks.push(fail(
+            Err(why) => checks.push(warn(
+                "plugin",
+                format!(
+                    "{} is enabled, but its scripts will not find the binary: {why}",
+                    install::PLUGIN_ID
+                ),
+                "cargo install --locked --path host (in a clone), or set MEM0_QUEUE_BIN in \
+                 Claude Code's environment",
+            )),
+        }
+    }
+
+    if settings.is_ok() {
+        match (hook, plugin) {
+            (Some(cmd), false) if command_exists(&cmd) && !missing.is_empty() => checks.push(warn(
                 "hook",
                 format!(
-                    "no mem0-queue SessionEnd hook in {}",
-                    files.settings.display()
+                    "SessionEnd runs `{cmd}`, but no {} hook is installed: sessions start \
+                         without recall",
+                    missing.join(" or ")
+                ),
+                "mem0-queue install claude-code (it adds them), then restart Claude Code",
+            )),
+            (Some(cmd), _) if command_exists(&cmd) => {
+                let also = if missing.is_empty() {
+                    " (and SessionStart, PreCompact)"
+                } else {
+                    ""
+                };
+                checks.push(ok("hook", format!("SessionEnd runs `{cmd}`{also}")))
+            }
+            (Some(cmd), _) => checks.push(fail(
+                "hook",
+                format!("SessionEnd runs `{cmd}`, whose program no longer exists"),
+                "mem0-queue install claude-code, then restart Claude Code",
+            )),
+            (None, true) => checks.push(ok(
+                "hook",
+                format!(
+                    "the plugin {} runs the SessionStart, SessionEnd and PreCompact hooks",
+                    install::PLUGIN_ID
+                ),
+            )),
+            (None, false) => checks.push(fail(
+                "hook",
+                format!(
+                    "no mem0-queue SessionEnd hook in {} and the plugin {} is not enabled",
+                    files.settings.display(),
+                    install::PLUGIN_ID
                 ),
                 fix,
             )),
-        },
-    }
-    match read_doc(&files.config) {
-        Err(e) => checks.push(fail(
-            "mcp server",
-            e,
-            "fix the file by hand, or restore a backup",
-        )),
-        Ok(doc) => {
-            let entry = doc
-                .as_ref()
-                .and_then(|d| install::installed_mcp(d).cloned());
-            match entry {
-                Some(e) => {
-                    let cmd = e.get("command").and_then(Doc::as_str).unwrap_or("");
-                    if Path::new(cmd).is_file() {
-                        checks.push(ok(
-                            "mcp server",
-                            format!("\"{}\" registered (user scope): {cmd}", install::MCP_NAME),
-                        ));
-                    } else {
-                        checks.push(fail(
-                            "mcp server",
-                            format!(
-                                "\"{}\" points at {cmd:?}, which does not exist",
-                                install::MCP_NAME
-                            ),
-                            fix,
-                        ));
-                    }
-                }
-                None => checks.push(fail(
-                    "mcp server",
-                    format!(
-                        "\"{}\" is not registered in {}",
-                        install::MCP_NAME,
-                        files.config.display()
-                    ),
-                    fix,
-                )),
-            }
         }
+    }
+    let installed_mcp = matches!(&mcp, Some(Some(_)));
+    if let Some(entry) = mcp {
+        match (entry, plugin) {
+            (Some(e), _) => {
+                let cmd = e.get("command").and_then(Doc::as_str).unwrap_or("");
+                if Path::new(cmd).is_file() {
+                    checks.push(ok(
+                        "mcp server",
+                        format!("\"{}\" registered (user scope): {cmd}", install::MCP_NAME),
+                    ));
+                } else {
+                    checks.push(fail(
+                        "mcp server",
+                        format!(
+                            "\"{}\" points at {cmd:?}, which does not exist",
+                            install::MCP_NAME
+                        ),
+                        "mem0-queue install claude-code, then restart Claude Code",
+                    ));
+                }
+            }
+            (None, true) => checks.push(ok(
+                "mcp server",
+                format!(
+                    "the plugin {} registers it (plugin:mem0-queue:mem0-queue)",
+                    install::PLUGIN_ID
+                ),
+            )),
+            (None, false) => checks.push(fail(
+                "mcp server",
+                format!(
+                    "\"{}\" is not registered in {} and the plugin {} is not enabled",
+                    install::MCP_NAME,
+                    files.config.display(),
+                    install::PLUGIN_ID
+                ),
+                fix,
+            )),
+        }
+    }
+    if plugin
+        && (installed_mcp
+            || matches!(&settings, Ok(Some(d)) if install::installed_hook(d).is_some()))
+    {
+        checks.push(warn(
+            "registration",
+            format!(
+                "both the plugin {} and `mem0-queue install claude-code`'s entries are active: \
+                 Claude Code runs two MCP servers (every tool listed twice) and each hook twice",
+                install::PLUGIN_ID
+            ),
+            "keep the plugin and remove the others: mem0-queue uninstall claude-code \
+             (or keep those and run: claude plugin uninstall mem0-queue@mem0-queue)",
+        ));
     }
 }
 

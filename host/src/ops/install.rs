@@ -1,7 +1,8 @@
 //! `mem0-queue install claude-code` / `uninstall claude-code`: registers the
-//! MCP server at user scope in Claude Code's `~/.claude.json` and adds a
-//! SessionEnd hook to `~/.claude/settings.json` (both under
-//! `$CLAUDE_CONFIG_DIR` instead when that is set, as Claude Code does).
+//! MCP server at user scope in Claude Code's `~/.claude.json` and adds the
+//! SessionStart, SessionEnd and PreCompact hooks (the plugin's three) to
+//! `~/.claude/settings.json` (both under `$CLAUDE_CONFIG_DIR` instead when
+//! that is set, as Claude Code does), for users who do not use plugins.
 //!
 //! The edits are surgical: each file is parsed into an order-keeping JSON
 //! tree ([`Doc`]), only our entries are added, updated or removed, and every
@@ -26,11 +27,41 @@ use crate::ops::Invocation;
 /// The name of our MCP server in Claude Code's config.
 pub const MCP_NAME: &str = "mem0-queue";
 
-/// The hook's timeout in Claude Code's settings, seconds.
-pub const HOOK_TIMEOUT_S: u64 = 5;
+/// One of our hooks in Claude Code's settings.
+#[derive(Debug, Clone, Copy)]
+pub struct HookSpec {
+    /// Claude Code's event.
+    pub event: &'static str,
+    /// The subcommand; also how our entries of this event are recognised.
+    pub args: &'static str,
+    /// Its timeout, seconds (the plugin's `hooks/hooks.json` has the same).
+    pub timeout_s: u64,
+}
 
-/// The hook subcommand; also how our hook entries are recognised.
-pub const HOOK_ARGS: &str = "hook session-end";
+/// The hooks `install claude-code` adds, as the plugin declares them:
+/// recall at session start (it waits at most `recall_timeout` for Mem0);
+/// the detached sync at session end (SessionEnd hooks get 1.5 s in all
+/// unless a settings file raises it); the capture before a compaction.
+pub const HOOKS: [HookSpec; 3] = [
+    HookSpec {
+        event: "SessionStart",
+        args: "hook session-start",
+        timeout_s: 10,
+    },
+    HookSpec {
+        event: "SessionEnd",
+        args: "hook session-end",
+        timeout_s: 5,
+    },
+    HookSpec {
+        event: "PreCompact",
+        args: "hook pre-compact",
+        timeout_s: 30,
+    },
+];
+
+/// The SessionEnd hook, which `doctor` checks.
+pub const SESSION_END: HookSpec = HOOKS[1];
 
 // ---------------------------------------------------------------------------
 // How the installed entries start this binary.
@@ -228,17 +259,19 @@ fn mcp_entry(installed: &InstalledCommand) -> Doc {
     ])
 }
 
-/// The hook command line.
-pub fn hook_command(installed: &InstalledCommand) -> String {
-    installed.shell(&["hook", "session-end"])
+/// A hook's command line.
+pub fn hook_command(installed: &InstalledCommand, spec: HookSpec) -> String {
+    let args: Vec<&str> = spec.args.split(' ').collect();
+    installed.shell(&args)
 }
 
-/// Whether a hook object is ours (whatever path the binary had then).
-pub fn is_our_hook(h: &Doc) -> bool {
+/// Whether a hook object is ours for `spec` (whatever path the binary had
+/// then).
+pub fn is_our_hook(h: &Doc, spec: HookSpec) -> bool {
     let cmd = h.get("command").and_then(Doc::as_str).unwrap_or("");
     h.get("type").and_then(Doc::as_str) == Some("command")
         && cmd.contains("mem0-queue")
-        && cmd.trim_end().ends_with(HOOK_ARGS)
+        && cmd.trim_end().ends_with(spec.args)
 }
 
 /// Whether a hook object is the seed's worker hook.
@@ -305,24 +338,24 @@ pub fn remove_mcp(root: &mut Doc) -> Change {
     Change::Removed
 }
 
-/// Adds or updates our SessionEnd hook in a settings tree.
-pub fn add_hook(root: &mut Doc, command: &str) -> anyhow::Result<Change> {
+/// Adds or updates our hook of `spec.event` in a settings tree.
+pub fn add_hook(root: &mut Doc, spec: HookSpec, command: &str) -> anyhow::Result<Change> {
     let hooks = root
         .object_entry("hooks", || Doc::Object(vec![]))
         .context("`hooks` is not an object")?;
     if !matches!(hooks, Doc::Object(_)) {
         bail!("`hooks` is not an object");
     }
-    let session_end = hooks
-        .object_entry("SessionEnd", || Doc::Array(vec![]))
+    let event = hooks
+        .object_entry(spec.event, || Doc::Array(vec![]))
         .context("`hooks` is not an object")?;
-    let Doc::Array(groups) = session_end else {
-        bail!("`hooks.SessionEnd` is not an array");
+    let Doc::Array(groups) = event else {
+        bail!("`hooks.{}` is not an array", spec.event);
     };
     let ours = Doc::Object(vec![
         ("type".into(), Doc::String("command".into())),
         ("command".into(), Doc::String(command.into())),
-        ("timeout".into(), Doc::Number(HOOK_TIMEOUT_S.into())),
+        ("timeout".into(), Doc::Number(spec.timeout_s.into())),
     ]);
     let mut found = false;
     let mut changed = false;
@@ -331,7 +364,7 @@ pub fn add_hook(root: &mut Doc, command: &str) -> anyhow::Result<Change> {
             continue;
         };
         for h in list.iter_mut() {
-            if is_our_hook(h) {
+            if is_our_hook(h, spec) {
                 if !found {
                     let mut wanted = h.clone();
                     for (k, v) in ours.fields() {
@@ -357,16 +390,16 @@ pub fn add_hook(root: &mut Doc, command: &str) -> anyhow::Result<Change> {
     })
 }
 
-/// Removes our SessionEnd hooks, and the groups, list and object that this
-/// leaves empty.
-pub fn remove_hook(root: &mut Doc) -> Change {
+/// Removes our hooks of `spec.event`, and the groups, list and object that
+/// this leaves empty.
+pub fn remove_hook(root: &mut Doc, spec: HookSpec) -> Change {
     let Some(hooks) = root.get_mut("hooks") else {
         return Change::Unchanged;
     };
     if !matches!(hooks, Doc::Object(_)) {
         return Change::Unchanged;
     }
-    let Some(Doc::Array(groups)) = hooks.get_mut("SessionEnd") else {
+    let Some(Doc::Array(groups)) = hooks.get_mut(spec.event) else {
         return Change::Unchanged;
     };
     let mut removed = false;
@@ -375,7 +408,7 @@ pub fn remove_hook(root: &mut Doc) -> Change {
             return true;
         };
         let before = list.len();
-        list.retain(|h| !is_our_hook(h));
+        list.retain(|h| !is_our_hook(h, spec));
         if list.len() == before {
             return true;
         }
@@ -386,7 +419,7 @@ pub fn remove_hook(root: &mut Doc) -> Change {
         return Change::Unchanged;
     }
     if groups.is_empty() {
-        hooks.remove("SessionEnd");
+        hooks.remove(spec.event);
         if matches!(hooks, Doc::Object(f) if f.is_empty()) {
             root.remove("hooks");
         }
@@ -394,12 +427,17 @@ pub fn remove_hook(root: &mut Doc) -> Change {
     Change::Removed
 }
 
-/// Our hook's command in a settings tree, if installed.
-pub fn installed_hook(root: &Doc) -> Option<String> {
-    hook_commands(root, "SessionEnd")
+/// Our hook's command of `spec.event` in a settings tree, if installed.
+pub fn installed_hook_for(root: &Doc, spec: HookSpec) -> Option<String> {
+    hook_commands(root, spec.event)
         .into_iter()
-        .find(|h| is_our_hook(h))
+        .find(|h| is_our_hook(h, spec))
         .and_then(|h| h.get("command").and_then(Doc::as_str).map(str::to_string))
+}
+
+/// Our SessionEnd hook's command in a settings tree, if installed.
+pub fn installed_hook(root: &Doc) -> Option<String> {
+    installed_hook_for(root, SESSION_END)
 }
 
 fn hook_commands<'a>(root: &'a Doc, event: &str) -> Vec<&'a Doc> {
@@ -431,6 +469,20 @@ pub fn seed_hooks(root: &Doc) -> Vec<String> {
     out
 }
 
+/// The plugin's id in Claude Code (`<plugin>@<marketplace>`), as
+/// `claude plugin install` writes it into `enabledPlugins`.
+pub const PLUGIN_ID: &str = "mem0-queue@mem0-queue";
+
+/// Whether the mem0-queue plugin is enabled in a settings tree
+/// (`enabledPlugins["mem0-queue@mem0-queue"] == true`): it then registers
+/// the MCP server and the SessionStart, SessionEnd and PreCompact hooks.
+pub fn plugin_enabled(root: &Doc) -> bool {
+    matches!(
+        root.get("enabledPlugins").and_then(|p| p.get(PLUGIN_ID)),
+        Some(Doc::Bool(true))
+    )
+}
+
 /// Our MCP server entry in a `~/.claude.json` tree, if registered.
 pub fn installed_mcp(root: &Doc) -> Option<&Doc> {
     root.get("mcpServers").and_then(|s| s.get(MCP_NAME))
@@ -459,7 +511,6 @@ pub fn claude_code(
     )?;
 
     let entry = mcp_entry(&installed);
-    let hook = hook_command(&installed);
     let mut any = false;
 
     let would = |done: &str, future: &str| {
@@ -499,32 +550,47 @@ pub fn claude_code(
     )?;
     out.write_all(&detail)?;
 
-    // ~/.claude/settings.json: the SessionEnd hook.
+    // ~/.claude/settings.json: the hooks.
     let mut seed = Vec::new();
     let mut detail = Vec::new();
+    let mut plugin = false;
+    let mut changes = Vec::new();
     let c = edit_json(&files.settings, dry_run, stamp, &mut detail, |doc| {
         seed = seed_hooks(doc);
-        if install {
-            add_hook(doc, &hook)
-        } else {
-            Ok(remove_hook(doc))
+        plugin = plugin_enabled(doc);
+        changes.clear();
+        for spec in HOOKS {
+            let c = if install {
+                add_hook(doc, spec, &hook_command(&installed, spec))?
+            } else {
+                remove_hook(doc, spec)
+            };
+            changes.push((spec, c));
         }
+        Ok(if changes.iter().all(|(_, c)| *c == Change::Unchanged) {
+            Change::Unchanged
+        } else {
+            Change::Updated
+        })
     })?;
     any |= c != Change::Unchanged;
-    writeln!(
-        out,
-        "  {}: {}",
-        files.settings.display(),
-        match c {
-            Change::Added => would("added", "add") + &format!(" the SessionEnd hook `{hook}`"),
-            Change::Updated =>
-                would("updated", "update") + &format!(" the SessionEnd hook to `{hook}`"),
-            Change::Removed => would("removed", "remove") + " the SessionEnd hook",
-            Change::Unchanged if install =>
-                "the SessionEnd hook is installed already; unchanged".into(),
-            Change::Unchanged => "no mem0-queue SessionEnd hook; unchanged".into(),
-        }
-    )?;
+    for (spec, c) in &changes {
+        let (event, hook) = (spec.event, hook_command(&installed, *spec));
+        writeln!(
+            out,
+            "  {}: {}",
+            files.settings.display(),
+            match c {
+                Change::Added => would("added", "add") + &format!(" the {event} hook `{hook}`"),
+                Change::Updated =>
+                    would("updated", "update") + &format!(" the {event} hook to `{hook}`"),
+                Change::Removed => would("removed", "remove") + &format!(" the {event} hook"),
+                Change::Unchanged if install =>
+                    format!("the {event} hook is installed already; unchanged"),
+                Change::Unchanged => format!("no mem0-queue {event} hook; unchanged"),
+            }
+        )?;
+    }
     out.write_all(&detail)?;
 
     if !any {
@@ -539,6 +605,16 @@ pub fn claude_code(
         )?;
     } else {
         writeln!(out, "done. Restart Claude Code to unload the MCP server.")?;
+    }
+    if install && plugin {
+        writeln!(
+            out,
+            "warning: the Claude Code plugin {PLUGIN_ID} is enabled too ({}): it registers the \
+             same MCP server and hooks, so Claude Code would run two servers (every tool listed \
+             twice) and each hook twice. Keep one: `mem0-queue uninstall claude-code`, or \
+             `claude plugin uninstall {PLUGIN_ID}`.",
+            files.settings.display()
+        )?;
     }
     if install {
         for s in &seed {
@@ -1019,27 +1095,45 @@ mod tests {
             r#"{"model": "opus", "hooks": {"SessionEnd": [{"hooks": [{"type": "command", "command": "echo bye"}]}]}}"#,
         );
         let mut d = orig.clone();
+        let end = SESSION_END;
         assert_eq!(
-            add_hook(&mut d, "/a/mem0-queue hook session-end").expect("add"),
+            add_hook(&mut d, end, "/a/mem0-queue hook session-end").expect("add"),
             Change::Added
         );
         assert_eq!(
-            add_hook(&mut d, "/a/mem0-queue hook session-end").expect("add"),
+            add_hook(&mut d, end, "/a/mem0-queue hook session-end").expect("add"),
             Change::Unchanged
         );
         assert_eq!(
-            add_hook(&mut d, "/b/mem0-queue hook session-end").expect("add"),
+            add_hook(&mut d, end, "/b/mem0-queue hook session-end").expect("add"),
             Change::Updated
         );
         assert_eq!(
             installed_hook(&d).as_deref(),
             Some("/b/mem0-queue hook session-end")
         );
-        assert_eq!(remove_hook(&mut d), Change::Removed);
+        // Each event's hook is its own: a session-start entry is not the
+        // session-end one.
+        let start = HOOKS[0];
+        assert_eq!(
+            add_hook(&mut d, start, "/b/mem0-queue hook session-start").expect("add"),
+            Change::Added
+        );
+        assert_eq!(
+            installed_hook_for(&d, start).as_deref(),
+            Some("/b/mem0-queue hook session-start")
+        );
+        assert_eq!(remove_hook(&mut d, end), Change::Removed);
+        assert_eq!(installed_hook(&d), None);
+        assert_eq!(remove_hook(&mut d, start), Change::Removed);
         assert_eq!(d, orig);
         let mut empty = doc("{}");
-        add_hook(&mut empty, "mem0-queue hook session-end").expect("add");
-        remove_hook(&mut empty);
+        for spec in HOOKS {
+            add_hook(&mut empty, spec, &format!("mem0-queue {}", spec.args)).expect("add");
+        }
+        for spec in HOOKS {
+            remove_hook(&mut empty, spec);
+        }
         assert_eq!(empty, doc("{}"));
     }
 

@@ -1,8 +1,10 @@
 //! Operations: what touches the user's machine outside the data dir.
 //!
-//! - [`install`]: Claude Code's MCP server entry and SessionEnd hook;
+//! - [`install`]: Claude Code's MCP server entry and hooks (without the
+//!   plugin);
 //! - [`schedule`]: the systemd timer, launchd agent or cron line of `sync`;
-//! - [`hook`]: the SessionEnd hook itself (a detached `sync`);
+//! - [`hook`]: the hooks themselves: recall at session start, capture, a
+//!   detached `sync` at session end;
 //! - [`doctor`]: the checks of all of it, with the fix for each failure.
 //!
 //! May import: the engine, the features and the operations, never a face.

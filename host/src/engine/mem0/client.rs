@@ -78,6 +78,8 @@ pub struct AddRequest<'a> {
     pub metadata: &'a Value,
     /// Unix ms of the original save.
     pub created_at: i64,
+    /// Whether Mem0 infers facts from it; None: the client's (the config's).
+    pub infer: Option<bool>,
 }
 
 /// What a probe found.
@@ -241,7 +243,7 @@ impl Client {
             "messages": [{"role": "user", "content": r.content}],
             "user_id": r.project,
             "metadata": metadata,
-            "infer": self.infer,
+            "infer": r.infer.unwrap_or(self.infer),
         });
         if let Some(a) = r.agent_id {
             body["agent_id"] = json!(a);
@@ -842,6 +844,7 @@ mod tests {
             content: "contenu",
             metadata: &meta,
             created_at: 1_700_000_000_123,
+            infer: None,
         };
         let oss = Client::from_config(&c).expect("client").add_body(&r);
         assert_eq!(oss["messages"][0]["content"], "contenu");
@@ -858,5 +861,12 @@ mod tests {
         let p = Client::from_config(&c).expect("client").add_body(&r);
         assert_eq!(p["timestamp"], 1_700_000_000);
         assert_eq!(p["infer"], false);
+        // An entry's own `infer` (a captured session) wins over the config's.
+        let captured = AddRequest {
+            infer: Some(true),
+            ..r
+        };
+        let p = Client::from_config(&c).expect("client").add_body(&captured);
+        assert_eq!(p["infer"], true);
     }
 }

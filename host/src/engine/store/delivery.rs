@@ -43,6 +43,8 @@ pub struct Claimed {
     pub target_now: Option<(State, Vec<String>)>,
     /// An update: the new text and/or metadata.
     pub changes: Option<Changes>,
+    /// An add: whether Mem0 infers facts from it; None: the config's.
+    pub infer: Option<bool>,
 }
 
 /// What a run start did.
@@ -157,7 +159,7 @@ impl Store {
                 "SELECT id, project, agent_id, run_id, coalesce(sent_text, content),
                         coalesce(sent_metadata, metadata), created_at, attempts,
                         attempts_run, runs_failed, needs_reconcile, event_id,
-                        op, deleted_at, remote_target, target, changes
+                        op, deleted_at, remote_target, target, changes, infer
                    FROM entries e
                   WHERE state = 'pending' AND next_attempt_at <= ?1 AND {CLAIMABLE}
                   ORDER BY next_attempt_at, seq
@@ -190,6 +192,7 @@ impl Store {
                         changes: changes
                             .and_then(|c| serde_json::from_str(&c).ok())
                             .map(|v| Changes::from_json(&v)),
+                        infer: r.get(17)?,
                     })
                 })?
                 .collect::<Result<Vec<_>, _>>()?;

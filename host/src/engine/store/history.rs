@@ -74,6 +74,7 @@ mod tests {
                 metadata: serde_json::json!({}),
                 created_at: at,
                 origin: Origin::Cli,
+                infer: None,
                 id: None,
             },
             &limits,

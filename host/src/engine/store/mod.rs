@@ -171,8 +171,13 @@ pub struct NewEntry {
     /// When it was saved, unix ms. The import keeps the seed's own time.
     pub created_at: i64,
     pub origin: Origin,
-    /// The id to use (the import keeps stable ids); a new UUIDv7 when None.
+    /// The id to use (the import keeps stable ids; a capture's comes from
+    /// its session id); a new UUIDv7 when None.
     pub id: Option<String>,
+    /// Whether Mem0 extracts facts from this memory with its LLM; None: the
+    /// config's `infer`. A captured session is always `Some(true)`: its text
+    /// is a conversation, never a memory to store as it is.
+    pub infer: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -332,6 +337,12 @@ impl Store {
         &self.path
     }
 
+    /// Waits at most `d` for another process's write lock instead of
+    /// [`BUSY_TIMEOUT`] (a hook inside Claude Code's time budget).
+    pub fn set_busy_timeout(&self, d: Duration) -> Result<(), StoreError> {
+        Ok(self.conn.busy_timeout(d)?)
+    }
+
     fn configure(&self) -> Result<(), StoreError> {
         self.conn.busy_timeout(BUSY_TIMEOUT)?;
         // journal_mode returns a row; a corrupt file fails here.
@@ -452,8 +463,8 @@ impl Store {
         }
         tx.execute(
             "INSERT INTO entries (id, project, agent_id, run_id, content, content_hash,
-                                  metadata, created_at, origin)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                                  metadata, created_at, origin, infer)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             params![
                 id,
                 new.project,
@@ -463,7 +474,8 @@ impl Store {
                 hash,
                 metadata,
                 new.created_at,
-                new.origin.as_str()
+                new.origin.as_str(),
+                new.infer
             ],
         )?;
         graph::write_save(
@@ -782,7 +794,10 @@ impl Store {
 
     /// Full-text search of the local copy (every saved memory), ranked by
     /// bm25 among the newest [`SEARCH_CANDIDATES`] matches. Returns each
-    /// match with a score in (0, 1], best first.
+    /// match with a score in (0, 1], best first. A captured conversation
+    /// (`metadata.capture`) is not a memory to find: 64 KiB of transcript
+    /// would match most words and fill a result; what Mem0 drew from it is
+    /// found through Mem0's search.
     pub fn search_local(
         &self,
         query: &str,
@@ -811,6 +826,7 @@ impl Store {
                        FROM entries_fts JOIN entries m ON m.seq = entries_fts.rowid
                       WHERE entries_fts MATCH ?1 AND (?2 IS NULL OR m.project = ?2)
                         AND m.op = 'add' AND m.deleted_at IS NULL
+                        AND json_extract(m.metadata, '$.capture') IS NULL
                       ORDER BY entries_fts.rowid DESC LIMIT ?4) AS c
                JOIN entries e ON e.seq = c.seq
               ORDER BY c.rank LIMIT ?3",
@@ -828,9 +844,84 @@ impl Store {
         Ok(rows)
     }
 
+    /// Recall's candidates in one project: its memories matching `query`
+    /// (bm25 among the newest [`SEARCH_CANDIDATES`] matches, scored in
+    /// (0, 1]), at most `relevant`; its newest memories, at most `recent`;
+    /// and how many memories it has. Captured conversations
+    /// (`metadata.capture`) are not memories to show: left out.
+    pub fn recall_candidates(
+        &self,
+        project: &str,
+        query: &str,
+        relevant: usize,
+        recent: usize,
+    ) -> Result<RecallCandidates, StoreError> {
+        let mut matches = Vec::new();
+        if let Some(fts) = fts_query(query) {
+            let mut stmt = self.conn.prepare_cached(
+                "SELECT e.id, e.project, e.agent_id, e.run_id, e.state, e.created_at, e.attempts,
+                        e.runs_failed, e.last_error, e.dead_reason, e.remote_ids, e.metadata,
+                        e.op, e.target, e.remote_target, e.content, c.rank
+                   FROM (SELECT entries_fts.rowid AS seq, bm25(entries_fts) AS rank
+                           FROM entries_fts JOIN entries m ON m.seq = entries_fts.rowid
+                          WHERE entries_fts MATCH ?1 AND m.project = ?2
+                            AND m.op = 'add' AND m.deleted_at IS NULL
+                            AND json_extract(m.metadata, '$.capture') IS NULL
+                          ORDER BY entries_fts.rowid DESC LIMIT ?4) AS c
+                   JOIN entries e ON e.seq = c.seq
+                  ORDER BY c.rank, c.seq DESC LIMIT ?3",
+            )?;
+            matches = stmt
+                .query_map(
+                    params![fts, project, relevant as i64, SEARCH_CANDIDATES],
+                    |r| {
+                        let rank: f64 = r.get(16)?;
+                        let s = -rank;
+                        Ok((
+                            view_from_row(r, true)?,
+                            if s > 0.0 { s / (1.0 + s) } else { 0.0 },
+                        ))
+                    },
+                )?
+                .collect::<Result<Vec<_>, _>>()?;
+        }
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {VIEW_COLUMNS}, content FROM entries
+              WHERE project = ?1 AND op = 'add' AND deleted_at IS NULL
+                AND json_extract(metadata, '$.capture') IS NULL
+              ORDER BY seq DESC LIMIT ?2"
+        ))?;
+        let newest = stmt
+            .query_map(params![project, recent as i64], |r| view_from_row(r, true))?
+            .collect::<Result<Vec<_>, _>>()?;
+        let total: i64 = self.conn.query_row(
+            "SELECT count(*) FROM entries
+              WHERE project = ?1 AND op = 'add' AND deleted_at IS NULL
+                AND json_extract(metadata, '$.capture') IS NULL",
+            [project],
+            |r| r.get(0),
+        )?;
+        Ok(RecallCandidates {
+            matches,
+            newest,
+            total: total.max(0) as u64,
+        })
+    }
+
     pub(crate) fn conn(&mut self) -> &mut Connection {
         &mut self.conn
     }
+}
+
+/// What [`Store::recall_candidates`] found.
+#[derive(Debug, Clone, Default)]
+pub struct RecallCandidates {
+    /// Memories matching the query, best first, with their score.
+    pub matches: Vec<(EntryView, f64)>,
+    /// The newest memories, newest first.
+    pub newest: Vec<EntryView>,
+    /// How many memories the project has.
+    pub total: u64,
 }
 
 /// How many matches of a local search are ranked: the newest ones. bm25

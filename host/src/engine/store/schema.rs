@@ -223,6 +223,12 @@ const MIGRATIONS: &[&str] = &[
         deleted_at INTEGER NOT NULL
     ) STRICT;
     "#,
+    // 4 -> 5: whether Mem0 infers facts from this entry, when it is not the
+    // config's `infer` (NULL): a captured session is always sent with
+    // `infer = true`, whatever the config says for saves.
+    r#"
+    ALTER TABLE entries ADD COLUMN infer INTEGER CHECK (infer IS NULL OR infer IN (0, 1));
+    "#,
 ];
 
 /// The schema version this build writes.

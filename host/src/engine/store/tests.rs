@@ -36,6 +36,7 @@ fn new(content: &str) -> NewEntry {
         metadata: serde_json::json!({"k": "v"}),
         created_at: 1_000,
         origin: Origin::Mcp,
+        infer: None,
         id: None,
     }
 }
@@ -332,6 +333,39 @@ fn local_search_ranks_only_the_newest_candidates_of_its_project() {
         .search_local_among("deploy", Some("proj"), 10, 3)
         .expect("search");
     assert!(content(&rare).contains("deploy key"));
+}
+
+#[test]
+fn captured_conversations_are_neither_found_nor_recalled_and_keep_their_infer() {
+    let d = TempDir::new();
+    let mut s = Store::open(&d.db()).expect("open");
+    let kept = s
+        .enqueue(new("the deploy uses rsync"), &LIMITS)
+        .expect("save")
+        .id;
+    let mut cap = new("User: how does the deploy work?\n\nAssistant: rsync");
+    cap.metadata = serde_json::json!({"capture": {"session_id": "s", "source": "session-end"}});
+    cap.infer = Some(true);
+    let cap = s.enqueue(cap, &LIMITS).expect("capture").id;
+    let hits = s.search_local("deploy rsync", None, 10).expect("search");
+    assert_eq!(
+        hits.iter().map(|h| h.0.id.as_str()).collect::<Vec<_>>(),
+        [kept.as_str()]
+    );
+    let r = s
+        .recall_candidates("proj", "deploy rsync", 10, 10)
+        .expect("recall");
+    assert_eq!(r.matches.len(), 1);
+    assert_eq!(
+        r.newest.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
+        [kept.as_str()]
+    );
+    assert_eq!(r.total, 1);
+    // The claim carries each entry's own infer.
+    let claimed = s.claim("w", 2_000, 60_000, 10).expect("claim");
+    let infer = |id: &str| claimed.iter().find(|c| c.id == id).map(|c| c.infer);
+    assert_eq!(infer(&kept), Some(None));
+    assert_eq!(infer(&cap), Some(Some(true)));
 }
 
 #[test]

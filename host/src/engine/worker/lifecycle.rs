@@ -42,6 +42,7 @@ async fn deleted_add(client: &Client, c: &Claimed) -> Attempt {
         content: &c.content,
         metadata: &c.metadata,
         created_at: c.created_at,
+        infer: c.infer,
     };
     match client.find_by_mq_id(&req).await {
         Ok(Some(ids)) => Attempt::Delivered {

@@ -773,6 +773,7 @@ async fn attempt_inner(
         content: &c.content,
         metadata: &c.metadata,
         created_at: c.created_at,
+        infer: c.infer,
     };
     if c.op != crate::engine::store::Op::Add || c.deleted {
         return lifecycle::attempt(client, c).await;

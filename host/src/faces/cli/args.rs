@@ -198,7 +198,8 @@ pub enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
-    /// Install into Claude Code (MCP server + SessionEnd hook) or the
+    /// Install into Claude Code without its plugin (MCP server + the
+    /// SessionStart, SessionEnd and PreCompact hooks) or the
     /// scheduler (sync every 10 minutes). Idempotent; backs up what it changes.
     Install {
         #[command(subcommand)]
@@ -209,7 +210,9 @@ pub enum Command {
         #[command(subcommand)]
         target: InstallTarget,
     },
-    /// Hooks that Claude Code runs.
+    /// Hooks that Claude Code runs (session-start, session-end,
+    /// pre-compact). They never fail a session: exit 0, JSON or nothing
+    /// on stdout.
     Hook {
         #[command(subcommand)]
         event: HookEvent,
@@ -280,7 +283,7 @@ pub enum ConfigCommand {
 #[derive(clap::Subcommand, Debug, Clone, Copy)]
 pub enum InstallTarget {
     /// Claude Code: the MCP server (user scope, ~/.claude.json) and the
-    /// SessionEnd hook (~/.claude/settings.json).
+    /// SessionStart, SessionEnd and PreCompact hooks (~/.claude/settings.json).
     ClaudeCode {
         /// Print what would change, write nothing.
         #[arg(long)]
@@ -298,9 +301,17 @@ pub enum InstallTarget {
     },
 }
 
-/// Which hook event.
+/// Which hook event. Each reads Claude Code's JSON input on stdin and
+/// exits 0 whatever happens (a note on stderr says what it did).
 #[derive(clap::Subcommand, Debug, Clone, Copy)]
 pub enum HookEvent {
-    /// Claude Code's SessionEnd: start a detached `sync` and return at once.
+    /// Claude Code's SessionStart: print the project's most relevant and
+    /// most recent memories as the session's additional context (JSON).
+    SessionStart,
+    /// Claude Code's SessionEnd: capture the session (with capture =
+    /// "session-end"), start a detached `sync` and return at once.
     SessionEnd,
+    /// Claude Code's PreCompact: capture the session (with capture =
+    /// "pre-compact"). Never blocks the compaction.
+    PreCompact,
 }

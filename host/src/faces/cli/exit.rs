@@ -10,6 +10,9 @@
 //!   convention), also given as `exit_code` in its JSON;
 //! - `doctor`: 0 when no check fails, 1 otherwise;
 //! - `policy check` / `policy show`: 2 when the policy is not usable;
+//! - `hook ...`: always 0, even on an error or a panic (a hook must never
+//!   break a session: Claude Code shows any other code as a hook error, and
+//!   an exit 2 from PreCompact would block the compaction);
 //! - any command: 78 for a configuration error, 1 for any other error or a
 //!   refusal, 0 when the reader of stdout went away (a broken pipe).
 
@@ -105,8 +108,13 @@ pub fn policy(usable: bool) -> ExitCode {
     }
 }
 
+/// A hook's exit code, whatever happened: 0.
+pub fn hook() -> ExitCode {
+    ExitCode::SUCCESS
+}
+
 /// A command that did not do what was asked, and said why on stderr
-/// (`purge` without a confirmation, a hook that could not start its sync).
+/// (`purge` without a confirmation).
 pub fn refused() -> ExitCode {
     ExitCode::FAILURE
 }

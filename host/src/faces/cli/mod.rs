@@ -43,6 +43,9 @@ use args::{Cli, Command};
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
+    if let Command::Hook { event } = &cli.command {
+        return hook_main(cli_hook_name(*event), cli);
+    }
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -50,6 +53,30 @@ pub fn main() -> ExitCode {
                 eprintln!("mem0-queue: error: {e:#}");
             }
             exit::error(&e)
+        }
+    }
+}
+
+fn cli_hook_name(e: args::HookEvent) -> &'static str {
+    match e {
+        args::HookEvent::SessionStart => "session-start",
+        args::HookEvent::SessionEnd => "session-end",
+        args::HookEvent::PreCompact => "pre-compact",
+    }
+}
+
+/// A hook: whatever goes wrong (a bad config, an error, a panic), one line
+/// on stderr and exit 0, with nothing on stdout but a complete answer.
+fn hook_main(name: &str, cli: Cli) -> ExitCode {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(cli))) {
+        Ok(Ok(code)) => code,
+        Ok(Err(e)) => {
+            eprintln!("mem0-queue hook {name}: nothing done: {e:#}");
+            exit::hook()
+        }
+        Err(_) => {
+            eprintln!("mem0-queue hook {name}: nothing done: an internal error (a panic)");
+            exit::hook()
         }
     }
 }

@@ -38,17 +38,35 @@ pub fn install(inv: Invocation, target: InstallTarget, install: bool) -> anyhow:
     Ok(ExitCode::SUCCESS)
 }
 
-/// `mem0-queue hook session-end`.
+/// `mem0-queue hook EVENT`: the answer (SessionStart's JSON) alone on
+/// stdout, one note on stderr, exit 0 whatever happened.
 pub fn hook(inv: Invocation, event: HookEvent) -> anyhow::Result<ExitCode> {
     match event {
-        HookEvent::SessionEnd => match hook::session_end(&inv)? {
-            hook::Outcome::NotConfigured | hook::Outcome::Started(_) => Ok(ExitCode::SUCCESS),
-            hook::Outcome::CannotStart(e) => {
-                eprintln!("mem0-queue: cannot start a background sync: {e}");
-                Ok(exit::refused())
+        HookEvent::SessionStart => {
+            let started = hook::session_start(&inv);
+            if let Some(json) = started.answer() {
+                let mut out = std::io::stdout().lock();
+                writeln!(out, "{json}")?;
+                out.flush()?;
             }
-        },
+            eprintln!("mem0-queue hook session-start: {}", started.note());
+        }
+        HookEvent::SessionEnd => {
+            let ended = hook::session_end(&inv)?;
+            if let hook::Captured::Failed(why) = &ended.capture {
+                eprintln!("mem0-queue hook session-end: capture failed: {why}");
+            }
+            if let hook::SyncStart::CannotStart(e) = ended.sync {
+                eprintln!("mem0-queue hook session-end: cannot start a background sync: {e}");
+            }
+        }
+        HookEvent::PreCompact => {
+            if let hook::Captured::Failed(why) = hook::pre_compact(&inv) {
+                eprintln!("mem0-queue hook pre-compact: capture failed: {why}");
+            }
+        }
     }
+    Ok(exit::hook())
 }
 
 /// `mem0-queue doctor`: one line per check, the fix under each FAIL or

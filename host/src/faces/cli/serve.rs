@@ -2,6 +2,7 @@
 //! beside it: the delivery loop and the policy watcher (the engine's), the
 //! vault and graph mirrors (the features').
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,6 +12,8 @@ use rmcp::ServiceExt;
 use tokio::sync::{Notify, watch};
 
 use crate::engine::app::App;
+use crate::engine::config::{Env, ProcessEnv};
+use crate::engine::project;
 use crate::engine::service;
 use crate::faces::mcp::Mem0QueueServer;
 use crate::faces::runtime::{runtime, terminated};
@@ -26,11 +29,27 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// and was acknowledged only after it finished.
 const RUNTIME_GRACE: Duration = Duration::from_millis(250);
 
+/// The project of saves that name none, in a `serve` that Claude Code
+/// started: the project of its `CLAUDE_PROJECT_DIR` (Claude Code sets it
+/// to the session's project folder for the MCP servers it starts), by the
+/// rule the hooks use for the session's `cwd`, so a save and the next
+/// session's recall agree. Started by anything else (no
+/// `CLAUDE_PROJECT_DIR`), `default_project` as before: such a client's
+/// working directory says nothing about a project.
+pub fn session_project(app: &App) -> String {
+    let dir = ProcessEnv.var("CLAUDE_PROJECT_DIR").map(PathBuf::from);
+    let home = ProcessEnv.var("HOME").map(PathBuf::from);
+    project::project_of(app.config(), dir.as_deref(), home.as_deref()).project
+}
+
 /// `mem0-queue serve`: the MCP server on stdio plus the background worker.
 pub fn run(app: Result<App, String>) -> anyhow::Result<ExitCode> {
     let rt = runtime()?;
     let result = rt.block_on(async move {
-        let app = app.map(Arc::new);
+        let app = app.map(|mut a| {
+            a.project = session_project(&a);
+            Arc::new(a)
+        });
         let nudge = Arc::new(Notify::new());
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut background = Vec::new();

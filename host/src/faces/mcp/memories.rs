@@ -29,7 +29,8 @@ pub struct GetArgs {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListArgs {
-    /// The project (Mem0 user_id). Default: the configured default_project.
+    /// The project (Mem0 user_id). Default: the project of the folder
+    /// Claude Code works in, else the configured default_project.
     #[serde(default)]
     pub project: Option<String>,
     /// Only memories of this agent_id.
@@ -60,7 +61,8 @@ pub struct UpdateArgs {
     #[serde(default)]
     pub metadata: Option<serde_json::Map<String, Value>>,
     /// The project, only for a Mem0 id this queue never saw. Default: the
-    /// configured default_project.
+    /// project of the folder Claude Code works in, else the configured
+    /// default_project.
     #[serde(default)]
     pub project: Option<String>,
 }
@@ -269,9 +271,7 @@ impl Mem0QueueServer {
                 memories::MAX_PAGE_SIZE
             ));
         }
-        let project = args
-            .project
-            .unwrap_or_else(|| app.config().default_project.clone());
+        let project = args.project.unwrap_or_else(|| app.project.clone());
         match memories::list(
             &app,
             &project,

@@ -20,8 +20,10 @@ pub struct SaveArgs {
     /// note worth remembering in later sessions. At most 64 KiB by default.
     pub content: String,
     /// The project the memory belongs to (sent to Mem0 as user_id), e.g.
-    /// "windsurf-project". No whitespace. Default: the configured
-    /// default_project.
+    /// "windsurf-project". No whitespace. Default: the project of the
+    /// folder Claude Code works in (the config's [projects], else its git
+    /// repository's name), else the configured default_project: the
+    /// project the session-start recall shows.
     #[serde(default)]
     pub project: Option<String>,
     /// Optional Mem0 agent_id, e.g. the assistant's name. No whitespace.
@@ -65,15 +67,14 @@ impl Mem0QueueServer {
             Err(e) => return not_queued(&format!("invalid arguments: {e}")),
         };
         let new = NewEntry {
-            project: args
-                .project
-                .unwrap_or_else(|| app.config().default_project.clone()),
+            project: args.project.unwrap_or_else(|| app.project.clone()),
             agent_id: args.agent_id,
             run_id: args.run_id,
             content: args.content,
             metadata: Value::Object(args.metadata.unwrap_or_default()),
             created_at: app.clock.now_ms(),
             origin: Origin::Mcp,
+            infer: None,
             id: None,
         };
         let limits = app.limits();
