@@ -1,6 +1,6 @@
 //! `mem0-queue serve`: the MCP server on stdio, with the background tasks
-//! beside it: the delivery loop (the engine's), the vault and graph mirrors
-//! (the features').
+//! beside it: the delivery loop (the engine's; it leaves delivery to the
+//! daemon while one runs), the vault and graph mirrors (the features').
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -40,6 +40,7 @@ pub fn run(app: Result<App, String>) -> anyhow::Result<ExitCode> {
                     app.clone(),
                     nudge.clone(),
                     stop_rx.clone(),
+                    service::Role::Window,
                     |app| async move { notify::after_run(&app).await },
                 )));
                 background.push(tokio::spawn(vault::mirror_loop(app.clone(), stop_rx.clone())));
