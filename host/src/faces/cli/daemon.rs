@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -183,6 +184,14 @@ async fn serve(
             cancel.cancel();
         }
     };
+    // TCP_NODELAY: an MCP answer goes out as several small writes (the
+    // headers, then the SSE events); with Nagle's algorithm each one after
+    // the first waits for the client's delayed ACK, 40 ms on Linux.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY on a connection");
+        }
+    });
     let server = axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .into_future();
