@@ -6,7 +6,8 @@
 //! any memory text), starts `mem0-queue sync` DETACHED (a new session via
 //! `setsid`, stdin from /dev/null, output appended to the worker log, never
 //! waited for) and returns at once. The sync then outlives the hook and
-//! Claude Code.
+//! Claude Code. While a daemon runs for the data dir it starts nothing: the
+//! daemon delivers the session's saves within a second anyway.
 
 use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
@@ -62,6 +63,8 @@ pub enum Outcome {
     NotConfigured,
     /// A detached `sync` runs, with this pid.
     Started(u32),
+    /// A daemon (this pid, if known) delivers: nothing started.
+    DaemonDelivers(Option<u32>),
     /// The `sync` could not be started (logged too).
     CannotStart(std::io::Error),
 }
@@ -109,6 +112,14 @@ pub fn session_end(inv: &Invocation) -> anyhow::Result<Outcome> {
              entries stay queued"
         ));
         return Ok(Outcome::NotConfigured);
+    }
+    if let crate::engine::daemon::Seen::Running(r) = crate::engine::daemon::probe(paths) {
+        let pid = r.map(|r| r.pid);
+        log.line(&format!(
+            "hook session-end: session {session} ({reason}); the daemon{} delivers, no sync started",
+            pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
+        ));
+        return Ok(Outcome::DaemonDelivers(pid));
     }
 
     let open_log = || {

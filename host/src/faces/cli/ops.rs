@@ -45,7 +45,9 @@ pub fn install(inv: Invocation, target: InstallTarget, install: bool) -> anyhow:
 pub fn hook(inv: Invocation, event: HookEvent) -> anyhow::Result<ExitCode> {
     match event {
         HookEvent::SessionEnd => match hook::session_end(&inv)? {
-            hook::Outcome::NotConfigured | hook::Outcome::Started(_) => Ok(ExitCode::SUCCESS),
+            hook::Outcome::NotConfigured
+            | hook::Outcome::Started(_)
+            | hook::Outcome::DaemonDelivers(_) => Ok(ExitCode::SUCCESS),
             hook::Outcome::CannotStart(e) => {
                 eprintln!("mem0-queue: cannot start a background sync: {e}");
                 Ok(exit::refused())
