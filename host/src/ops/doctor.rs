@@ -505,8 +505,8 @@ fn schedule_check(seen: &Seen) -> Check {
     fail(
         "schedule",
         "no schedule runs `mem0-queue sync` (no timer or agent, no crontab line), and no daemon runs",
-        "mem0-queue install daemon (always on), or mem0-queue install schedule (every 10 \
-         minutes; --cron for a crontab line)",
+        "mem0-queue install schedule (or install schedule --cron for a crontab line; or \
+         mem0-queue install daemon, which delivers all the time)",
     )
 }
 

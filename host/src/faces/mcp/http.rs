@@ -39,6 +39,14 @@ use tokio_util::sync::CancellationToken;
 use super::Mem0QueueServer;
 use crate::engine::app::App;
 
+/// How long a session may stay idle before the daemon closes it. rmcp's
+/// default is 5 minutes; a Claude Code window left alone over lunch would
+/// then find its session gone, and whether a client starts a new one on
+/// the 404 (as the specification asks) varies. A day keeps every window of
+/// a working day connected, and still ends the sessions of clients that
+/// died without saying goodbye (each costs one idle task until then).
+const SESSION_IDLE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
 /// Who may call the endpoint.
 #[derive(Clone)]
 pub struct Access {
@@ -77,11 +85,10 @@ pub fn router(
         config = config.disable_allowed_hosts();
     }
     let server = Mem0QueueServer::new(app, nudge);
-    let service = StreamableHttpService::new(
-        move || Ok(server.clone()),
-        LocalSessionManager::default().into(),
-        config,
-    );
+    let mut sessions = LocalSessionManager::default();
+    sessions.session_config.keep_alive = Some(SESSION_IDLE);
+    let service =
+        StreamableHttpService::new(move || Ok(server.clone()), Arc::new(sessions), config);
     Router::new()
         .nest_service(crate::engine::daemon::MCP_PATH, service)
         .layer(middleware::from_fn_with_state(Arc::new(access), guard))
