@@ -374,3 +374,72 @@ async fn an_install_without_the_session_start_hook_is_a_warning() {
         "{out}"
     );
 }
+
+/// Issue 16: the daemon's checks. Running: its lock, its port answering 401
+/// to a request without the token (ours, and the token never sent), the
+/// token file 0600, and an HTTP registration carrying that token. Each
+/// broken in turn is a FAIL with its fix: a token readable by others, a
+/// registration with another token, the daemon gone while Claude Code
+/// reaches mem0-queue through it.
+#[test]
+fn the_daemon_its_port_its_token_and_an_http_registration() {
+    use mem0_queue_testkit::daemon::Daemon;
+    let home = Sandbox::new(bin!());
+    let d = Daemon::start(
+        Daemon::command(&home, &home.data_dir(), &[]),
+        &home.data_dir(),
+    );
+    let port = format!("daemon_port={}", d.port);
+    ok(home.ops_command(&["--set", &port, "install", "claude-code", "--http"]));
+    let doctor = || {
+        let o = run(home.ops_command(&["--set", &port, "doctor"]));
+        let (out, err) = text(&o);
+        (o.status.code(), format!("{out}{err}"))
+    };
+    let (_, out) = doctor();
+    let l = line(&out, "daemon");
+    assert!(
+        l.starts_with("OK") && l.contains(&format!("pid {}", d.pid)),
+        "{out}"
+    );
+    let l = line(&out, "daemon port");
+    assert!(l.starts_with("OK") && l.contains("(401)"), "{out}");
+    assert!(line(&out, "daemon token").starts_with("OK"), "{out}");
+    let l = line(&out, "mcp server");
+    assert!(l.starts_with("OK") && l.contains("over HTTP"), "{out}");
+    assert!(line(&out, "schedule").contains("not needed"), "{out}");
+
+    let token = home.data_dir().join("daemon.token");
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let (code, out) = doctor();
+    assert_eq!(code, Some(1), "{out}");
+    assert!(line(&out, "daemon token").starts_with("FAIL"), "{out}");
+    assert!(
+        out.contains(&format!("fix: chmod 600 {}", token.display())),
+        "{out}"
+    );
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+
+    let cfg = home.home().join(".claude.json");
+    let text_before = std::fs::read_to_string(&cfg).expect("read");
+    let t = std::fs::read_to_string(&token).expect("token");
+    std::fs::write(&cfg, text_before.replace(t.trim(), &"f".repeat(64))).expect("edit");
+    let (_, out) = doctor();
+    let l = line(&out, "mcp server");
+    assert!(
+        l.starts_with("FAIL") && l.contains("does not carry the token"),
+        "{out}"
+    );
+    assert!(
+        out.contains("fix: mem0-queue install claude-code --http"),
+        "{out}"
+    );
+    std::fs::write(&cfg, text_before).expect("restore");
+
+    d.kill9();
+    let (code, out) = doctor();
+    assert_eq!(code, Some(1), "{out}");
+    let l = line(&out, "daemon");
+    assert!(l.starts_with("FAIL") && l.contains("not running"), "{out}");
+    assert!(out.contains("fix: mem0-queue install daemon"), "{out}");
+}

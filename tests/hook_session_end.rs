@@ -159,3 +159,38 @@ fn logs_the_session_id_and_returns_fast_with_closed_stdin() {
     assert!(log.contains("session sess-42rm-rf (clear)"), "{log}");
     assert!(log.contains("no Mem0 server configured"), "{log}");
 }
+
+/// Issue 16: while a daemon runs for the data dir, the hook starts no sync
+/// (the daemon delivers the session's saves within a second) and says so.
+#[test]
+fn with_a_daemon_running_the_hook_starts_no_sync() {
+    use mem0_queue_testkit::daemon::Daemon;
+    let home = Sandbox::new(bin!());
+    let mut c = Daemon::command(&home, &home.data_dir(), &[]);
+    c.env("MEM0_API_URL", "http://127.0.0.1:9");
+    let d = Daemon::start(c, &home.data_dir());
+    let mut cmd = home.ops_command(&["hook", "session-end"]);
+    cmd.env("MEM0_API_URL", "http://127.0.0.1:9")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut child = cmd.spawn().expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(br#"{"session_id": "s-daemon", "reason": "other"}"#)
+        .expect("write");
+    assert!(child.wait().expect("wait").success());
+    let log = std::fs::read_to_string(home.data_dir().join("mem0_worker.log")).expect("log");
+    assert!(
+        log.contains(&format!(
+            "hook session-end: session s-daemon (other); the daemon (pid {}) delivers, no sync started",
+            d.pid
+        )),
+        "{log}"
+    );
+    assert!(!log.contains("started sync"), "{log}");
+    let (status, _) = d.stop();
+    assert!(status.success());
+}

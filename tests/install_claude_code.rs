@@ -371,3 +371,72 @@ fn an_empty_mcp_servers_round_trips_and_a_symlinked_file_stays_a_symlink() {
     );
     assert_eq!(std::fs::read_to_string(&real).expect("read"), original);
 }
+
+#[test]
+fn http_registers_the_daemon_endpoint_with_its_token_and_back() {
+    let home = Sandbox::new(bin!());
+    let f = setup(&home);
+    // A ~/.claude.json readable by others: it is about to hold a secret.
+    std::fs::set_permissions(&f.config, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+
+    let out = ok(home.ops_command(&[
+        "--set",
+        "daemon_port=18767",
+        "install",
+        "claude-code",
+        "--http",
+    ]));
+    let token_file = home.data_dir().join("daemon.token");
+    let token = std::fs::read_to_string(&token_file).expect("the token is made at install");
+    let token = token.trim();
+    assert_eq!(token.len(), 64, "{token}");
+    assert_eq!(mode(&token_file), 0o600);
+    assert_eq!(mode(&f.config), 0o600, "narrowed: it holds the token");
+    assert!(out.contains("now 0600"), "{out}");
+    assert!(out.contains("the token is a secret"), "{out}");
+    assert!(out.contains("at http://127.0.0.1:18767/mcp"), "{out}");
+    assert!(out.contains("`mem0-queue install daemon`"), "{out}");
+    assert!(!out.contains(token), "the token is never printed");
+    let v = read_json(&f.config);
+    assert_eq!(
+        v["mcpServers"]["mem0-queue"],
+        json!({
+            "type": "http",
+            "url": "http://127.0.0.1:18767/mcp",
+            "headers": {"Authorization": format!("Bearer {token}")}
+        })
+    );
+    assert_eq!(v["mcpServers"]["other"]["env"]["TOKEN"], "keep-me");
+
+    // Idempotent: the same token, nothing written.
+    let before = std::fs::read(&f.config).expect("read");
+    let out = ok(home.ops_command(&[
+        "--set",
+        "daemon_port=18767",
+        "install",
+        "claude-code",
+        "--http",
+    ]));
+    assert!(out.contains("nothing to change"), "{out}");
+    assert_eq!(std::fs::read(&f.config).expect("read"), before);
+
+    // Back to stdio: the http keys go, the command comes.
+    ok(home.ops_command(&["install", "claude-code"]));
+    let entry = read_json(&f.config)["mcpServers"]["mem0-queue"].clone();
+    assert_eq!(entry["type"], "stdio", "{entry}");
+    assert!(
+        entry.get("url").is_none() && entry.get("headers").is_none(),
+        "{entry}"
+    );
+    assert_eq!(
+        entry["args"].as_array().and_then(|a| a.last()),
+        Some(&json!("serve"))
+    );
+
+    ok(home.ops_command(&["uninstall", "claude-code"]));
+    assert!(
+        read_json(&f.config)["mcpServers"]
+            .get("mem0-queue")
+            .is_none()
+    );
+}

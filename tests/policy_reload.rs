@@ -518,13 +518,17 @@ async fn serve_follows_the_policy_key_of_its_config_file() {
 
     let v = wait_running(&sb, "jitter").await;
     assert_eq!(v["policy_running"]["source"], jitter.display().to_string());
-    let first = v["policy_running"]["loaded_at"].as_i64().expect("loaded_at");
+    let first = v["policy_running"]["loaded_at"]
+        .as_i64()
+        .expect("loaded_at");
 
     // The key removed: the embedded default.
     replace(&config, b"default_project = \"elsewhere\"\n");
     let v = wait_running(&sb, "default").await;
     assert_eq!(v["policy_running"]["source"], "embedded default");
-    let second = v["policy_running"]["loaded_at"].as_i64().expect("loaded_at");
+    let second = v["policy_running"]["loaded_at"]
+        .as_i64()
+        .expect("loaded_at");
     assert!(second > first, "{v:#}");
 
     // Set again: that file.

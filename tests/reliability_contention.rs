@@ -5,7 +5,13 @@
 //! drained, the checker must find every acknowledged save delivered exactly
 //! once, and nothing else on the server.
 //!
-//! Saves per `serve` process: `MQ_R2_SAVES` (default [`DEFAULT_SAVES`]).
+//! R2 with the daemon (issue 16): four MCP clients over Streamable HTTP and
+//! two stdio `serve` windows saving at once while the daemon delivers; the
+//! same checker, and only the daemon delivered (the windows left it to it).
+//!
+//! Saves per `serve` process: `MQ_R2_SAVES` (default [`DEFAULT_SAVES`]);
+//! per client of the daemon's run: `MQ_R2_DAEMON_SAVES` (default
+//! [`DEFAULT_DAEMON_SAVES`]).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -15,6 +21,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use mem0_queue_testkit::bin;
 use mem0_queue_testkit::checker;
+use mem0_queue_testkit::daemon::{Daemon, HttpMcp, delivering_pids};
 use mem0_queue_testkit::db::integrity;
 use mem0_queue_testkit::mcp::{Server, is_error, structured, text};
 use mem0_queue_testkit::mem0_server::{FaultPlan, Kind};
@@ -52,6 +59,16 @@ const SYNC_MAX_DURATION: &str = "15s";
 
 /// Bounds one sync loop: far more runs than a drain needs.
 const MAX_SYNC_RUNS: usize = 500;
+
+/// The daemon's run: MCP clients over HTTP saving at once...
+const HTTP_CLIENTS: usize = 4;
+
+/// ...beside stdio `serve` windows.
+const WINDOWS: usize = 2;
+
+/// Saves per client in the daemon's run: 6 × 500 = 3,000 saves keep it
+/// within a minute of CI time, debug build included.
+const DEFAULT_DAEMON_SAVES: usize = 500;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn r2_four_servers_two_syncs_and_a_hook_lose_and_duplicate_nothing() {
@@ -157,6 +174,123 @@ async fn r2_four_servers_two_syncs_and_a_hook_lose_and_duplicate_nothing() {
         (PROCESSES * saves) as f64 / saves_took.as_secs_f64(),
         report.summary()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn r2_daemon_four_http_clients_and_two_windows_lose_and_duplicate_nothing() {
+    let saves = env_or("MQ_R2_DAEMON_SAVES", DEFAULT_DAEMON_SAVES);
+    let sb = Sandbox::new(bin!());
+    let srv = server(Kind::Oss, None, 3).await;
+    srv.set_faults(FaultPlan {
+        latency: Some(SERVER_LATENCY),
+        ..FaultPlan::default()
+    });
+    let url = srv.url();
+    let mut c = Daemon::command(&sb, &sb.data_dir(), &[]);
+    c.env("MEM0_QUEUE_LOG", "warn").env("MEM0_API_URL", &url);
+    let data = sb.data_dir();
+    let d = tokio::task::spawn_blocking(move || Daemon::start(c, &data))
+        .await
+        .expect("start the daemon");
+    let mut windows = Vec::new();
+    for _ in 0..WINDOWS {
+        let mut cmd = sb.command(&["serve"]);
+        cmd.env("MEM0_QUEUE_LOG", "warn").env("MEM0_API_URL", &url);
+        windows.push(Server::start(cmd).await);
+    }
+    let mut clients = Vec::new();
+    for _ in 0..HTTP_CLIENTS {
+        clients.push(
+            HttpMcp::connect(&d.url, &d.token)
+                .await
+                .expect("an HTTP session"),
+        );
+    }
+    let started = Instant::now();
+    let by_window = windows
+        .iter()
+        .enumerate()
+        .map(|(p, s)| save_all(p, s, saves));
+    let by_http = clients
+        .iter()
+        .enumerate()
+        .map(|(p, c)| save_all_http(WINDOWS + p, c, saves));
+    let (w, h) = tokio::time::timeout(
+        SAVE_BUDGET,
+        futures::future::join(
+            futures::future::join_all(by_window),
+            futures::future::join_all(by_http),
+        ),
+    )
+    .await
+    .expect("the saves end within their budget");
+    let saves_took = started.elapsed();
+    let mut acked = HashSet::new();
+    for (p, replies) in w.into_iter().chain(h).enumerate() {
+        assert_eq!(replies.len(), saves, "client {p}");
+        for r in replies {
+            let id = r.unwrap_or_else(|e| panic!("client {p}: {e}"));
+            assert!(acked.insert(id.clone()), "id {id} was given twice");
+        }
+    }
+
+    // The daemon drains the queue on its own.
+    let deadline = Instant::now() + DRAIN_BUDGET;
+    let report = loop {
+        let report = checker::check(&acked, &sb.db(), &srv.count_by_mq_id());
+        if report.queued == 0 || Instant::now() >= deadline {
+            break report;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let drained_after = started.elapsed();
+    for c in clients {
+        c.close().await;
+    }
+    let window_pids: Vec<u32> = windows.iter().map(|w| w.pid).collect();
+    for w in windows {
+        w.stop().await;
+    }
+    let daemon_pid = d.pid;
+    let (status, _) = tokio::task::spawn_blocking(move || d.stop())
+        .await
+        .expect("stop the daemon");
+    assert!(status.success(), "{status}");
+
+    assert_eq!(integrity(&sb.db()), "ok");
+    assert!(report.ok(), "{}\n{report:?}", report.summary());
+    assert_eq!(report.queued, 0, "drained: {}", report.summary());
+    assert_eq!(report.acknowledged, (HTTP_CLIENTS + WINDOWS) * saves);
+    let log = std::fs::read_to_string(sb.data_dir().join("mem0_worker.log")).unwrap_or_default();
+    let deliverers = delivering_pids(&log);
+    assert!(
+        deliverers.iter().all(|(pid, _)| *pid == daemon_pid),
+        "only the daemon ({daemon_pid}) delivered, not the windows ({window_pids:?}): {deliverers:?}"
+    );
+    println!(
+        "R2 contention with the daemon: HTTP clients={HTTP_CLIENTS} + serve windows={WINDOWS} x \
+         saves={saves}, server latency={SERVER_LATENCY:?}; saves took {saves_took:.1?} \
+         ({:.0} saves/s), drained after {drained_after:.1?}, delivered by the daemon alone \
+         ({} runs); {}",
+        ((HTTP_CLIENTS + WINDOWS) * saves) as f64 / saves_took.as_secs_f64(),
+        deliverers.len(),
+        report.summary()
+    );
+}
+
+/// Saves `n` distinct memories through one HTTP session, [`IN_FLIGHT`] at
+/// a time; each reply's id, or why it was not a plain "queued".
+async fn save_all_http(client: usize, c: &HttpMcp, n: usize) -> Vec<Result<String, String>> {
+    futures::stream::iter(0..n)
+        .map(|i| async move {
+            let content = format!("r2 http client {client} memory {i}: a distinct fact");
+            c.save(json!({"content": content, "project": "r2"}))
+                .await
+                .map_err(|e| format!("save {i}: {e}"))
+        })
+        .buffer_unordered(IN_FLIGHT)
+        .collect()
+        .await
 }
 
 /// Saves `n` distinct memories through one server; each reply's id, or why

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every benchmark (P1-P7, and the hooks') in one go and writes docs/BENCHMARKS.md.
+# Runs every benchmark (P1-P7, the hooks' and the daemon's) in one go and writes docs/BENCHMARKS.md.
 #   tests/bench/run-all.sh
 # Each bench prints its own figures, measured in the same run, with ratios
 # where it compares; this script only gathers them under one heading with
@@ -27,10 +27,11 @@ trap 'rm -f "$tmp"' EXIT
   echo "| \`policy\` (P5, P6) | Cranelift compile of the default component; load from the compiled cache, cold vs warm; one decision in WASM on a fresh \`Store\` per call, on the runtime's reused store, and the same logic called natively, in the same run; \`.wasm\` and \`.cwasm\` sizes |"
   echo "| \`save\` (P1, P2) | \`mem0_save\` round trips through a real MCP stdio client at 100, 10,000 and 100,000 queued entries: p50, p99, p50(100k)/p50(100); the seed's JSON-file rewrite at 10,000 entries in the same run |"
   echo "| \`worker\` (P3, P4, P5) | draining 1,000 entries at 0 and 100 ms of server latency, concurrency 1, 4, 8; a run against a blackholed server with 1,000 queued; process start to first request with and without the compiled-policy cache |"
+  echo "| \`daemon\` (issue 16) | \`mem0_save\` round trips over Streamable HTTP (the daemon) beside stdio (a \`serve\` window), alternated in one run: p50, p95, p99, ratio; save to delivery with the daemon running, for a window's saves and for HTTP saves, against the loopback test server (goal: p50 under 2 s) |"
   echo "| \`search\` (issue 5, P7) | local search over 100,000 entries, p50 and p99; the binary's size (as built and stripped); the RSS of an idle \`serve\`, first start and warm |"
   echo "| \`hook\` (issue 15) | the \`hook session-start\` process (recall) with 10,000 memories of the project, p50 and p99, Mem0 unset, down and up; \`hook session-end\` capturing a 50 MB transcript |"
   echo
-  for bench in policy save worker search hook; do
+  for bench in policy save worker daemon search hook; do
     echo "## \`cargo bench -p mem0-queue --bench $bench\`"
     echo
     echo '```text'

@@ -10,6 +10,7 @@
 //! - [`mcp`]: an MCP client over a `serve` process's stdio;
 //! - [`ops`]: running the operations commands (install, schedule, doctor…);
 //! - [`dash`]: the dashboard process, raw HTTP to it, a seeded queue;
+//! - [`daemon`]: the daemon process, and an MCP client over Streamable HTTP;
 //! - [`worker`]: the in-process delivery worker harness and the `sync` process;
 //! - [`policy`]: fixture policy components, runtimes and policy inputs;
 //! - [`proxy`]: a reverse proxy in front of the test server, modelling nginx,
@@ -30,6 +31,7 @@
 //! ```
 
 pub mod checker;
+pub mod daemon;
 pub mod dash;
 pub mod db;
 pub mod mcp;

@@ -223,6 +223,27 @@ const KEYS: &[Key] = &[
         default: None,
     },
     Key {
+        name: "daemon_port",
+        env: "MEM0_QUEUE_DAEMON_PORT",
+        ty: Ty::Int,
+        help: "The port of the daemon's MCP endpoint (http://127.0.0.1:PORT/mcp) and dashboard. 0 picks a free one at each start (then `status` says which).",
+        default: Some("8767"),
+    },
+    Key {
+        name: "daemon_bind",
+        env: "MEM0_QUEUE_DAEMON_BIND",
+        ty: Ty::Str,
+        help: "The address the daemon listens on. Anything but a loopback address (127.0.0.1, ::1) needs daemon_allow_remote = true.",
+        default: Some("\"127.0.0.1\""),
+    },
+    Key {
+        name: "daemon_allow_remote",
+        env: "MEM0_QUEUE_DAEMON_ALLOW_REMOTE",
+        ty: Ty::Bool,
+        help: "Let the daemon listen on a non-loopback address (other machines can then reach it; every request still needs the token, and the dashboard stays off).",
+        default: Some("false"),
+    },
+    Key {
         name: "log_max_bytes",
         env: "MEM0_QUEUE_LOG_MAX_BYTES",
         ty: Ty::Int,
@@ -268,6 +289,15 @@ const KEYS: &[Key] = &[
     },
 ];
 
+/// The daemon's default port: fixed, so a client registered once (Claude
+/// Code's `~/.claude.json`) finds it after every restart. Below Linux's
+/// ephemeral range (32768 and up, where an outgoing connection could hold
+/// it when the daemon starts), and clear of the defaults of what developers
+/// commonly run beside it: 3000, 5000, 5173, 8000, 8080, 8888 (Mem0's own
+/// server), 8765 (the websockets examples), 6274/6277 (the MCP Inspector),
+/// 11434 (Ollama).
+pub const DEFAULT_DAEMON_PORT: u16 = 8767;
+
 /// The resolved configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -297,6 +327,9 @@ pub struct Config {
     pub graph_jsonl: Option<PathBuf>,
     pub vault_dir: Option<PathBuf>,
     pub retention_days: Option<u64>,
+    pub daemon_port: u16,
+    pub daemon_bind: String,
+    pub daemon_allow_remote: bool,
     pub log_max_bytes: u64,
     pub recall: bool,
     pub recall_max_chars: usize,
@@ -331,6 +364,9 @@ impl Default for Config {
             graph_jsonl: None,
             vault_dir: None,
             retention_days: None,
+            daemon_port: DEFAULT_DAEMON_PORT,
+            daemon_bind: "127.0.0.1".into(),
+            daemon_allow_remote: false,
             log_max_bytes: 1 << 20,
             recall: true,
             recall_max_chars: RECALL_MAX_CHARS,
@@ -628,6 +664,12 @@ fn validate(c: &Config, sources: &BTreeMap<&'static str, Source>) -> Result<(), 
             ));
         }
     }
+    if c.daemon_bind.parse::<std::net::IpAddr>().is_err() {
+        return Err(bad(
+            "daemon_bind",
+            "must be an IP address, e.g. 127.0.0.1 (a host name is not accepted)",
+        ));
+    }
     Ok(())
 }
 
@@ -682,6 +724,34 @@ fn group_or_other_readable(path: &Path) -> bool {
 }
 
 impl Resolved {
+    /// Where the daemon listens: `daemon_bind`:`daemon_port`. A non-loopback
+    /// address is refused unless `daemon_allow_remote` is true (the MCP
+    /// specification: a local server binds to localhost only).
+    pub fn daemon_listen(&self) -> Result<std::net::SocketAddr, ConfigError> {
+        let c = &self.config;
+        let ip: std::net::IpAddr = c.daemon_bind.parse().map_err(|_| ConfigError::BadValue {
+            key: "daemon_bind".into(),
+            origin: self.source("daemon_bind"),
+            message: "must be an IP address, e.g. 127.0.0.1".into(),
+        })?;
+        if !ip.is_loopback() && !c.daemon_allow_remote {
+            return Err(ConfigError::BadValue {
+                key: "daemon_bind".into(),
+                origin: self.source("daemon_bind"),
+                message: format!(
+                    "{ip} is not a loopback address: other machines could reach the daemon. \
+                     Set daemon_allow_remote = true (or pass --allow-remote) to mean it; every \
+                     request still needs the token"
+                ),
+            });
+        }
+        Ok(std::net::SocketAddr::new(ip, c.daemon_port))
+    }
+
+    fn source(&self, key: &str) -> Source {
+        self.sources.get(key).cloned().unwrap_or(Source::Default)
+    }
+
     /// `config show`: every key, its value (secrets redacted) and its source.
     pub fn show(&self) -> String {
         let value =

@@ -6,8 +6,9 @@
 //! ([`project`]), time ([`clock`]), the text
 //! helpers every layer shares ([`text`]), the policy runtime ([`policy`]),
 //! the SQLite queue ([`store`]), the Mem0 client ([`mem0`]), one delivery
-//! run ([`worker`]), the parts of one process put together ([`app`]), and
-//! the delivery loop a long-running process runs ([`service`]).
+//! run ([`worker`]), the parts of one process put together ([`app`]), the
+//! daemon's lock, record and token in the data dir ([`daemon`]), and the
+//! delivery loop a long-running process runs ([`service`]).
 //!
 //! May import: the engine only. Nothing here knows the command line, MCP,
 //! the dashboard, or the user's machine outside the data dir.
@@ -31,5 +32,7 @@ pub mod mem0;
 pub mod worker;
 
 pub mod app;
+
+pub mod daemon;
 
 pub mod service;

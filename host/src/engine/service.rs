@@ -1,7 +1,8 @@
 //! The delivery service: the loop that a long-running process runs beside
-//! its face (`serve` beside its MCP server; the coming daemon too). One
-//! worker run ([`worker`](crate::engine::worker)) after another, paced by
-//! the config and the breaker.
+//! its faces (`serve` beside its MCP server on stdio; the daemon beside its
+//! MCP server over HTTP and its dashboard). One worker run
+//! ([`worker`](crate::engine::worker)) after another, paced by the config,
+//! the breaker and the process's [`Role`].
 //!
 //! What follows each run (desktop notifications, a feature) is given by the
 //! face that starts the loop, so the engine imports nothing above it.
@@ -15,19 +16,46 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
 
 use crate::engine::app::App;
 use crate::engine::config::{self, ProcessEnv, Source};
+use crate::engine::daemon::{self, Seen};
 use crate::engine::policy::PolicySource;
-use crate::engine::worker::{Settings, Stop};
+use crate::engine::store::meta_keys;
+use crate::engine::worker::{RunReport, Settings, Stop};
 
-/// The delivery loop: a run every `sync_interval`, and right after a save
-/// (`nudge`), unless the breaker says the server is down and its probe is
-/// not due; `after_run` after each run. Returns when `stop` turns true.
+/// Who runs the loop, which sets its pace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// A `serve` window: a run every `sync_interval` and right after each
+    /// of its own saves; none while a daemon holds the lock of its data dir
+    /// (it looks again at each of those wake-ups, and delivers again once
+    /// the daemon is gone).
+    Window,
+    /// The daemon: a run right after each save it takes, every
+    /// [`daemon::POLL`] when an entry saved by another process is due, and
+    /// every `sync_interval` while anything is undelivered (failed entries'
+    /// fresh start, leases of dead workers).
+    Daemon,
+}
+
+/// Why the loop woke up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wake {
+    Start,
+    Nudge,
+    Tick,
+}
+
+/// The delivery loop of `role`; `after_run` after each run. Returns when
+/// `stop` turns true. No run starts while the breaker says the server is
+/// down and its probe is not due.
 pub async fn delivery_loop<F, Fut>(
     app: Arc<App>,
     nudge: Arc<Notify>,
     mut stop: watch::Receiver<bool>,
+    role: Role,
     after_run: F,
 ) where
     F: Fn(Arc<App>) -> Fut,
@@ -37,30 +65,75 @@ pub async fn delivery_loop<F, Fut>(
         return; // No server configured: saves queue up; status says so.
     };
     let interval = app.config().sync_interval;
+    let tick = match role {
+        Role::Window => interval,
+        Role::Daemon => daemon::POLL.min(interval),
+    };
+    // The daemon this window leaves delivery to, while there is one.
+    let mut deferring: Option<Option<u32>> = None;
+    let mut last_run: Option<Instant> = None;
+    let mut wake = Wake::Start;
     loop {
         let now = app.clock.now_ms();
-        let open_until = app
-            .store
-            .run(|s| s.meta_get("breaker_open_until"))
-            .await
-            .ok()
-            .flatten()
-            .and_then(|v| v.parse::<i64>().ok())
-            .unwrap_or(0);
-        if now >= open_until {
+        let due = match role {
+            Role::Window => match daemon::probe(&app.paths) {
+                Seen::Running(rec) => {
+                    if deferring.is_none() {
+                        let pid = rec.as_ref().map(|r| r.pid);
+                        app.log.line(&format!(
+                            "serve pid {}: the daemon{} delivers; this window leaves delivery to it",
+                            std::process::id(),
+                            pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
+                        ));
+                        deferring = Some(pid);
+                    }
+                    false
+                }
+                Seen::NotRunning => {
+                    if deferring.take().is_some() {
+                        app.log.line(&format!(
+                            "serve pid {}: no daemon runs any more; this window delivers",
+                            std::process::id()
+                        ));
+                    }
+                    true
+                }
+            },
+            Role::Daemon => {
+                let periodic = last_run.is_none_or(|t| t.elapsed() >= interval);
+                let look = app
+                    .store
+                    .run(move |s| {
+                        Ok(if periodic {
+                            s.counts()?.undelivered() > 0
+                        } else {
+                            s.due_now(now)?
+                        })
+                    })
+                    .await
+                    .unwrap_or(false);
+                wake != Wake::Tick || look
+            }
+        };
+        if due && now >= breaker_open_until(&app).await {
+            last_run = Some(Instant::now());
             match worker.run(stop.clone()).await {
                 Ok(r) if r.stopped == Some(Stop::Shutdown) => return,
-                Ok(_) => {}
+                Ok(r) => {
+                    if role == Role::Daemon {
+                        record_delivery(&app, &r).await;
+                    }
+                }
                 Err(e) => tracing::error!(error = %e, "a worker run failed"),
             }
             after_run(app.clone()).await;
             trim_heap();
         }
-        tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
-            _ = nudge.notified() => {}
+        wake = tokio::select! {
+            _ = tokio::time::sleep(tick) => Wake::Tick,
+            _ = nudge.notified() => Wake::Nudge,
             _ = stop.changed() => return,
-        }
+        };
         if *stop.borrow() {
             return;
         }
@@ -87,12 +160,12 @@ const SETTLE: Duration = Duration::from_millis(200);
 /// (cheap, looked at every poll) and its SHA-256 (read only when those
 /// change, so a `touch` reloads nothing). `None`: the file is missing.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Seen {
+struct FileSeen {
     quick: Option<(u64, SystemTime)>,
     sha256: Option<[u8; 32]>,
 }
 
-impl Seen {
+impl FileSeen {
     fn now(path: &Path) -> Self {
         let quick = quick_look(path);
         let sha256 = quick.and_then(|_| sha256_of(path));
@@ -115,7 +188,7 @@ fn sha256_of(path: &Path) -> Option<[u8; 32]> {
 /// Whether `path` changed since `seen` (updated when it did). A file whose
 /// size or time moved during the [`SETTLE`] pause is still being written:
 /// not a change yet.
-async fn changed(path: &Path, seen: &mut Seen) -> bool {
+async fn changed(path: &Path, seen: &mut FileSeen) -> bool {
     let quick = quick_look(path);
     if quick == seen.quick {
         return false;
@@ -124,7 +197,7 @@ async fn changed(path: &Path, seen: &mut Seen) -> bool {
     if quick_look(path) != quick {
         return false;
     }
-    let now = Seen {
+    let now = FileSeen {
         quick,
         sha256: quick.and_then(|_| sha256_of(path)),
     };
@@ -188,10 +261,10 @@ pub async fn watch_policy(app: Arc<App>, mut stop: watch::Receiver<bool>) {
         Some(p) => PolicySource::File(p.clone()),
         None => PolicySource::Embedded,
     };
-    let mut config_seen = config_file.as_deref().map(Seen::now);
+    let mut config_seen = config_file.as_deref().map(FileSeen::now);
     let mut policy_seen = match &target {
-        PolicySource::File(p) => Seen::now(p),
-        PolicySource::Embedded => Seen {
+        PolicySource::File(p) => FileSeen::now(p),
+        PolicySource::Embedded => FileSeen {
             quick: None,
             sha256: None,
         },
@@ -219,12 +292,12 @@ pub async fn watch_policy(app: Arc<App>, mut stop: watch::Receiver<bool>) {
                     let now = p.map(PolicySource::File).unwrap_or(PolicySource::Embedded);
                     if now != target {
                         target = now;
-                        policy_seen = Seen {
+                        policy_seen = FileSeen {
                             quick: None,
                             sha256: None,
                         };
                         if let PolicySource::File(p) = &target {
-                            policy_seen = Seen::now(p);
+                            policy_seen = FileSeen::now(p);
                         }
                         reload = true;
                     }
@@ -280,4 +353,27 @@ pub fn trim_heap() {
     unsafe {
         libc::malloc_trim(0);
     }
+}
+
+/// Until when the breaker holds runs back (unix ms; 0 when closed).
+async fn breaker_open_until(app: &App) -> i64 {
+    app.store
+        .run(|s| s.meta_get("breaker_open_until"))
+        .await
+        .ok()
+        .flatten()
+        .and_then(|v| v.parse::<i64>().ok())
+        .unwrap_or(0)
+}
+
+/// The daemon's last delivery, for `status`.
+async fn record_delivery(app: &App, r: &RunReport) {
+    if r.delivered == 0 {
+        return;
+    }
+    let now = app.clock.now_ms().to_string();
+    let _ = app
+        .store
+        .run(move |s| s.meta_set(meta_keys::DAEMON_LAST_DELIVERY, &now))
+        .await;
 }

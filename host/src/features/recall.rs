@@ -299,7 +299,7 @@ fn render(
     if chosen.is_empty() {
         return None;
     }
-    chosen.sort_by(|a, b| b.at.cmp(&a.at));
+    chosen.sort_by_key(|m| std::cmp::Reverse(m.at));
     let mut text = header(chosen.len() as u64);
     for i in &chosen {
         text.push_str(&line(i));

@@ -6,6 +6,7 @@
 use serde_json::{Value, json};
 
 use crate::engine::app::{App, RunningPolicy};
+use crate::engine::daemon::{self, Seen};
 use crate::engine::mem0::Reachability;
 use crate::engine::policy::{Alert, Level, PolicyInfo};
 use crate::engine::store::{Stats, StoreError};
@@ -40,20 +41,27 @@ pub struct StatusReport {
     /// The changes in the queue (updates, deletes, forgets) by kind and
     /// state; the counts above hold them too.
     pub changes: Vec<(crate::engine::store::Op, crate::engine::store::State, u64)>,
+    /// Whether a daemon runs for this data dir.
+    pub daemon: Seen,
+    /// When a daemon last delivered something (unix ms).
+    pub daemon_last_delivery: Option<i64>,
 }
 
 /// Reads the queue, asks the policy for alerts and, when `probe`, asks
 /// Mem0 whether it answers (bounded to 2 s).
 pub async fn gather(app: &App, probe: bool) -> Result<StatusReport, StoreError> {
-    let (stats, breaker, changes) = app
+    let (stats, breaker, changes, daemon_last_delivery) = app
         .store
         .run(|s| {
-            let open: Option<i64> = s
-                .meta_get("breaker_open_until")?
-                .and_then(|v| v.parse().ok());
-            Ok((s.stats()?, open, s.op_counts()?))
+            let num = |k: &str| -> Result<Option<i64>, StoreError> {
+                Ok(s.meta_get(k)?.and_then(|v| v.parse().ok()))
+            };
+            let open = num("breaker_open_until")?;
+            let last = num(crate::engine::store::meta_keys::DAEMON_LAST_DELIVERY)?;
+            Ok((s.stats()?, open, s.op_counts()?, last))
         })
         .await?;
+    let daemon = daemon::probe(&app.paths);
     let alerts = app.alerts(&stats).await.unwrap_or_default();
     let config_problem = app.config_problem().await;
     let now_ms = app.clock.now_ms();
@@ -79,6 +87,8 @@ pub async fn gather(app: &App, probe: bool) -> Result<StatusReport, StoreError> 
         api_url: app.config().api_url.clone(),
         config_problem,
         changes,
+        daemon,
+        daemon_last_delivery,
     })
 }
 
@@ -160,6 +170,7 @@ impl StatusReport {
                 "url": self.api_url,
                 "reachability": self.reachability,
             },
+            "daemon": self.daemon_json(),
             "paths": {
                 "data_dir": self.data_dir,
                 "db": self.db,
@@ -167,6 +178,54 @@ impl StatusReport {
                 "config_file": self.config_file,
             },
         })
+    }
+
+    /// Whether a daemon runs, since when, its pid and MCP endpoint, and its
+    /// last delivery (never its tokens).
+    fn daemon_json(&self) -> Value {
+        let last = self.daemon_last_delivery.map(crate::engine::text::rfc3339);
+        match &self.daemon {
+            Seen::NotRunning => json!({"running": false, "last_delivery": last}),
+            Seen::Running(r) => json!({
+                "running": true,
+                "pid": r.as_ref().map(|r| r.pid),
+                "since": r.as_ref().map(|r| crate::engine::text::rfc3339(r.since_ms)),
+                "version": r.as_ref().map(|r| r.version.clone()),
+                "mcp_url": r.as_ref().and_then(|r| r.mcp_url.clone()),
+                "last_delivery": last,
+            }),
+        }
+    }
+
+    /// The daemon's line of `status`.
+    pub fn daemon_text(&self) -> String {
+        match &self.daemon {
+            Seen::NotRunning => {
+                "daemon: not running (each `serve` window delivers; `mem0-queue install daemon` \
+                 for the always-on one)"
+                    .into()
+            }
+            Seen::Running(r) => {
+                let mut t = String::from("daemon: running");
+                if let Some(r) = r {
+                    t.push_str(&format!(
+                        " since {}, pid {}",
+                        crate::engine::text::rfc3339(r.since_ms),
+                        r.pid
+                    ));
+                }
+                t.push_str(&format!(
+                    ", last delivery {}",
+                    self.daemon_last_delivery
+                        .map(crate::engine::text::rfc3339)
+                        .unwrap_or_else(|| "never".into())
+                ));
+                if let Some(u) = r.as_ref().and_then(|r| r.mcp_url.as_deref()) {
+                    t.push_str(&format!(", MCP at {u}"));
+                }
+                t
+            }
+        }
     }
 
     pub fn text(&self) -> String {
@@ -216,6 +275,8 @@ impl StatusReport {
                 .map(crate::engine::text::rfc3339)
                 .unwrap_or_else(|| "never".into()),
         ));
+        out.push_str(&self.daemon_text());
+        out.push('\n');
         out.push_str(&format!(
             "breaker: {}\n",
             match self.breaker_open_until {

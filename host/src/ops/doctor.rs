@@ -9,12 +9,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::engine::config::{ApiKind, Env, ProcessEnv, Resolved, Source};
+use crate::engine::daemon::{self, Seen};
 use crate::engine::mem0::{Client, ConfigProblem, Reachability};
 use crate::engine::paths::Paths;
 use crate::engine::policy::{PolicySource, Runtime};
 use crate::ops::Invocation;
 use crate::ops::install::{self, ClaudeFiles, Doc};
-use crate::ops::schedule::{self, Files, ToolRun};
+use crate::ops::schedule::{self, Files, Job, ToolRun};
 
 /// The whole probe's bound (the client's own probe timeout is 2 s; an OSS
 /// server without the providers route costs a second request).
@@ -77,8 +78,10 @@ pub fn run(inv: &Invocation) -> Vec<Check> {
     data_checks(paths, &mut checks);
     checks.push(probe_check(resolved));
     checks.push(policy_check(resolved, paths));
-    checks.push(schedule_check());
-    claude_checks(&mut checks);
+    let seen = daemon::probe(paths);
+    checks.push(schedule_check(&seen));
+    let http = claude_checks(inv, &seen, &mut checks);
+    daemon_checks(inv, &seen, http, &mut checks);
     seed_check(&mut checks);
     checks
 }
@@ -449,8 +452,17 @@ fn policy_check(r: &Resolved, paths: &Paths) -> Check {
     }
 }
 
-fn schedule_check() -> Check {
-    let files = match Files::locate(&ProcessEnv) {
+fn schedule_check(seen: &Seen) -> Check {
+    if let Some(r) = seen.record() {
+        return ok(
+            "schedule",
+            format!(
+                "not needed: the daemon (pid {}) delivers continuously",
+                r.pid
+            ),
+        );
+    }
+    let files = match Files::locate(&ProcessEnv, Job::Sync) {
         Ok(f) => f,
         Err(e) => return fail("schedule", e.to_string(), "set HOME"),
     };
@@ -492,8 +504,9 @@ fn schedule_check() -> Check {
     }
     fail(
         "schedule",
-        "no schedule runs `mem0-queue sync` (no timer or agent, no crontab line)",
-        "mem0-queue install schedule (or install schedule --cron for a crontab line)",
+        "no schedule runs `mem0-queue sync` (no timer or agent, no crontab line), and no daemon runs",
+        "mem0-queue install schedule (or install schedule --cron for a crontab line; or \
+         mem0-queue install daemon, which delivers all the time)",
     )
 }
 
@@ -515,6 +528,154 @@ fn read_doc(p: &Path) -> Result<Option<Doc>, String> {
             .map_err(|e| format!("{} is not valid JSON: {e}", p.display())),
         Err(e) => Err(format!("{e:#}")),
     }
+}
+
+/// How long doctor waits for the daemon's port to answer.
+const PORT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The daemon: whether it runs (its lock), whether its port answers as
+/// ours does (401 to a request without the token: proof it is the daemon,
+/// without sending the token over), and the token file's mode. `http` is
+/// true when Claude Code is registered over HTTP, which needs the daemon.
+fn daemon_checks(inv: &Invocation, seen: &Seen, http: bool, checks: &mut Vec<Check>) {
+    let files = Files::locate(&ProcessEnv, Job::Daemon).ok();
+    let installed = files.as_ref().is_some_and(|f| f.marker().exists());
+    let start_fix = match &files {
+        Some(Files::Launchd { .. }) => format!(
+            "launchctl kickstart gui/{}/{}; the worker log says why it stopped",
+            schedule::uid(),
+            schedule::DAEMON_LABEL
+        ),
+        _ => format!(
+            "systemctl --user restart {}.service; the worker log (and `systemctl --user status \
+             {}`) says why it stopped",
+            schedule::DAEMON_UNIT,
+            schedule::DAEMON_UNIT
+        ),
+    };
+    match seen {
+        Seen::Running(r) => checks.push(ok(
+            "daemon",
+            match r {
+                Some(r) => format!(
+                    "running since {}, pid {}{}",
+                    crate::engine::text::rfc3339(r.since_ms),
+                    r.pid,
+                    if installed {
+                        " (installed as a service)"
+                    } else {
+                        ""
+                    }
+                ),
+                None => "running".into(),
+            },
+        )),
+        Seen::NotRunning if installed => checks.push(fail(
+            "daemon",
+            format!(
+                "installed ({}) but not running",
+                files
+                    .as_ref()
+                    .map(|f| f.marker().display().to_string())
+                    .unwrap_or_default()
+            ),
+            start_fix.clone(),
+        )),
+        Seen::NotRunning if http => checks.push(fail(
+            "daemon",
+            "not running, but Claude Code reaches mem0-queue through it (an HTTP registration)",
+            "mem0-queue install daemon (or run `mem0-queue daemon`)",
+        )),
+        Seen::NotRunning => checks.push(ok(
+            "daemon",
+            "not running (each `serve` window delivers; `mem0-queue install daemon` for the \
+             always-on one)",
+        )),
+    }
+    match seen.record().and_then(|r| r.mcp_url.clone()) {
+        Some(url) => checks.push(match unauthenticated_status(&url) {
+            Ok(401) => ok(
+                "daemon port",
+                format!("{url} answers, and refuses a request without the token (401)"),
+            ),
+            Ok(code) => fail(
+                "daemon port",
+                format!("{url} answers HTTP {code} to a request without the token, not 401: is it the daemon?"),
+                "check what listens there (`ss -ltnp` / `lsof -i`), and restart the daemon",
+            ),
+            Err(e) => fail(
+                "daemon port",
+                format!("{url} does not answer ({e})"),
+                start_fix.clone(),
+            ),
+        }),
+        None if installed || http => {
+            if let Ok(addr) = inv.resolved.daemon_listen()
+                && let Err(e) = std::net::TcpListener::bind(addr)
+                && e.kind() == std::io::ErrorKind::AddrInUse
+            {
+                checks.push(fail(
+                    "daemon port",
+                    format!("{addr} is taken by another program: the daemon cannot listen there"),
+                    "set daemon_port = <a free port> in the config, then `mem0-queue install \
+                     claude-code --http` again",
+                ));
+            }
+        }
+        None => {}
+    }
+    let token = daemon::token_path(&inv.paths);
+    let shown = install::shell_quote(&token.display().to_string());
+    match mode(&token) {
+        None if installed || http || seen.is_running() => checks.push(ok(
+            "daemon token",
+            format!(
+                "{} not made yet (the daemon's first start makes it)",
+                token.display()
+            ),
+        )),
+        None => {}
+        Some(m) if m & 0o077 == 0 => {
+            checks.push(ok("daemon token", format!("{} ({m:04o})", token.display())))
+        }
+        Some(m) => checks.push(fail(
+            "daemon token",
+            format!(
+                "{} is mode {m:04o}; whoever reads it can use the daemon",
+                token.display()
+            ),
+            format!("chmod 600 {shown}"),
+        )),
+    }
+}
+
+/// The HTTP status of a POST to `url` without a token.
+fn unauthenticated_status(url: &str) -> Result<u16, String> {
+    use std::io::{Read, Write};
+    let u = url::Url::parse(url).map_err(|e| e.to_string())?;
+    let host = u.host_str().ok_or("no host")?.to_string();
+    let port = u.port_or_known_default().ok_or("no port")?;
+    let addr = std::net::ToSocketAddrs::to_socket_addrs(&(host.trim_matches(['[', ']']), port))
+        .map_err(|e| e.to_string())?
+        .next()
+        .ok_or("no address")?;
+    let mut s =
+        std::net::TcpStream::connect_timeout(&addr, PORT_TIMEOUT).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(PORT_TIMEOUT))
+        .map_err(|e| e.to_string())?;
+    let req = format!(
+        "POST {} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n\
+         Accept: application/json, text/event-stream\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}",
+        u.path()
+    );
+    s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
+    let mut head = [0u8; 64];
+    let n = s.read(&mut head).map_err(|e| e.to_string())?;
+    String::from_utf8_lossy(&head[..n])
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| "not an HTTP answer".into())
 }
 
 /// Where the plugin's scripts find the binary (`find-mem0-queue.sh`):
@@ -556,12 +717,13 @@ fn plugin_binary(env: &dyn Env) -> Result<PathBuf, String> {
 /// in settings.json, the MCP server in ~/.claude.json) are each a valid
 /// registration; both at once is a double registration (two servers, every
 /// hook twice): a WARN with the fix.
-fn claude_checks(checks: &mut Vec<Check>) {
+/// Returns whether the registration is the daemon's HTTP endpoint.
+fn claude_checks(inv: &Invocation, seen: &Seen, checks: &mut Vec<Check>) -> bool {
     let files = match ClaudeFiles::locate(&ProcessEnv) {
         Ok(f) => f,
         Err(e) => {
             checks.push(fail("claude code", e.to_string(), "set HOME"));
-            return;
+            return false;
         }
     };
     let fix = "claude plugin install mem0-queue@mem0-queue (or, without plugins, \
@@ -670,8 +832,13 @@ fn claude_checks(checks: &mut Vec<Check>) {
         }
     }
     let installed_mcp = matches!(&mcp, Some(Some(_)));
+    let mut http = false;
     if let Some(entry) = mcp {
         match (entry, plugin) {
+            (Some(e), _) if e.get("type").and_then(Doc::as_str) == Some("http") => {
+                http = true;
+                checks.push(http_registration_check(inv, seen, &e));
+            }
             (Some(e), _) => {
                 let cmd = e.get("command").and_then(Doc::as_str).unwrap_or("");
                 if Path::new(cmd).is_file() {
@@ -723,6 +890,66 @@ fn claude_checks(checks: &mut Vec<Check>) {
             "keep the plugin and remove the others: mem0-queue uninstall claude-code \
              (or keep those and run: claude plugin uninstall mem0-queue@mem0-queue)",
         ));
+    }
+    http
+}
+
+/// Claude Code registered over HTTP: the URL must be the daemon's, and
+/// the header must carry the token of the data dir's `daemon.token`.
+fn http_registration_check(inv: &Invocation, seen: &Seen, e: &Doc) -> Check {
+    let fix = "mem0-queue install claude-code --http, then restart Claude Code";
+    let url = e.get("url").and_then(Doc::as_str).unwrap_or("");
+    let expected = seen
+        .record()
+        .and_then(|r| r.mcp_url.clone())
+        .or_else(|| inv.resolved.daemon_listen().ok().map(daemon::mcp_url));
+    if let Some(x) = &expected
+        && x != url
+    {
+        return fail(
+            "mcp server",
+            format!(
+                "\"{}\" points at {url}, but the daemon is at {x}",
+                install::MCP_NAME
+            ),
+            fix,
+        );
+    }
+    let header = e
+        .get("headers")
+        .and_then(|h| h.get("Authorization"))
+        .and_then(Doc::as_str)
+        .unwrap_or("");
+    let token = std::fs::read_to_string(daemon::token_path(&inv.paths))
+        .ok()
+        .map(|t| t.trim().to_string());
+    match token {
+        None => fail(
+            "mcp server",
+            format!(
+                "\"{}\" is registered at {url} with a token, but {} does not exist",
+                install::MCP_NAME,
+                daemon::token_path(&inv.paths).display()
+            ),
+            fix,
+        ),
+        Some(t) if header.strip_prefix("Bearer ").map(str::trim) == Some(t.as_str()) => ok(
+            "mcp server",
+            format!(
+                "\"{}\" registered (user scope) over HTTP at {url}, with the daemon's token",
+                install::MCP_NAME
+            ),
+        ),
+        Some(_) => fail(
+            "mcp server",
+            format!(
+                "\"{}\" is registered at {url}, but its Authorization header does not carry the \
+                 token of {}: every call would get 401",
+                install::MCP_NAME,
+                daemon::token_path(&inv.paths).display()
+            ),
+            fix,
+        ),
     }
 }
 

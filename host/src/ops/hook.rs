@@ -20,7 +20,9 @@
 //!   DETACHED (a new session via `setsid`, stdin from /dev/null, output
 //!   appended to the worker log, never waited for) and the hook returns at
 //!   once: Claude Code gives SessionEnd hooks 1.5 s in all and kills what
-//!   they started when it exits. The sync outlives both.
+//!   they started when it exits. The sync outlives both. While a daemon
+//!   runs for the data dir it starts nothing: the daemon delivers the
+//!   session's saves within a second anyway.
 //! - `pre-compact`: with `capture = "pre-compact"`, the session is captured.
 //!
 //! The worker log gets one line per hook: the session id, what was done,
@@ -355,6 +357,8 @@ pub enum SyncStart {
     NotConfigured,
     /// A detached `sync` runs, with this pid.
     Started(u32),
+    /// A daemon (this pid, if known) delivers: nothing started.
+    DaemonDelivers(Option<u32>),
     /// The `sync` could not be started (logged too).
     CannotStart(std::io::Error),
 }
@@ -419,6 +423,14 @@ fn start_sync(
              entries stay queued"
         ));
         return Ok(SyncStart::NotConfigured);
+    }
+    if let crate::engine::daemon::Seen::Running(r) = crate::engine::daemon::probe(paths) {
+        let pid = r.map(|r| r.pid);
+        log.line(&format!(
+            "hook session-end: session {session} ({reason}); the daemon{} delivers, no sync started",
+            pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
+        ));
+        return Ok(SyncStart::DaemonDelivers(pid));
     }
 
     let open_log = || {

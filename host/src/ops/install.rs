@@ -3,6 +3,10 @@
 //! SessionStart, SessionEnd and PreCompact hooks (the plugin's three) to
 //! `~/.claude/settings.json` (both under `$CLAUDE_CONFIG_DIR` instead when
 //! that is set, as Claude Code does), for users who do not use plugins.
+//! The server is a `serve` command (stdio), or with `--http` the daemon's
+//! endpoint with its bearer token, in the shape `claude mcp add --transport
+//! http --header "Authorization: Bearer …"` writes:
+//! `{"type": "http", "url": …, "headers": {"Authorization": "Bearer …"}}`.
 //!
 //! The edits are surgical: each file is parsed into an order-keeping JSON
 //! tree ([`Doc`]), only our entries are added, updated or removed, and every
@@ -259,6 +263,21 @@ fn mcp_entry(installed: &InstalledCommand) -> Doc {
     ])
 }
 
+/// Our MCP server entry for the daemon's HTTP endpoint.
+pub fn http_entry(url: &str, token: &str) -> Doc {
+    Doc::Object(vec![
+        ("type".into(), Doc::String("http".into())),
+        ("url".into(), Doc::String(url.into())),
+        (
+            "headers".into(),
+            Doc::Object(vec![(
+                "Authorization".into(),
+                Doc::String(format!("Bearer {token}")),
+            )]),
+        ),
+    ])
+}
+
 /// A hook's command line.
 pub fn hook_command(installed: &InstalledCommand, spec: HookSpec) -> String {
     let args: Vec<&str> = spec.args.split(' ').collect();
@@ -301,6 +320,11 @@ pub fn add_mcp(root: &mut Doc, entry: Doc) -> anyhow::Result<Change> {
         None => {
             fields.push((MCP_NAME.into(), entry));
             Ok(Change::Added)
+        }
+        Some((_, existing)) if existing.get("type") != entry.get("type") => {
+            // stdio to http or back: none of the old entry's keys apply.
+            *existing = entry;
+            Ok(Change::Updated)
         }
         Some((_, existing)) => {
             // Keep an `env` the user added (e.g. MEM0_API_KEY).
@@ -494,6 +518,7 @@ pub fn claude_code(
     inv: &Invocation,
     install: bool,
     dry_run: bool,
+    http: bool,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
     let files = ClaudeFiles::locate(&ProcessEnv)?;
@@ -502,7 +527,8 @@ pub fn claude_code(
     let verb = if install { "install" } else { "uninstall" };
     writeln!(
         out,
-        "mem0-queue {verb} claude-code{}",
+        "mem0-queue {verb} claude-code{}{}",
+        if http && install { " --http" } else { "" },
         if dry_run {
             " (dry run: nothing is written)"
         } else {
@@ -510,7 +536,27 @@ pub fn claude_code(
         }
     )?;
 
-    let entry = mcp_entry(&installed);
+    let http_url = if http && install {
+        Some(crate::engine::daemon::mcp_url(
+            inv.resolved.daemon_listen()?,
+        ))
+    } else {
+        None
+    };
+    let entry = match &http_url {
+        Some(url) => {
+            // The daemon's token: made now (0600, in the data dir) if the
+            // daemon never ran, so both agree from its first start.
+            let token = if dry_run {
+                crate::engine::daemon::read_token(&inv.paths)?
+                    .unwrap_or_else(|| "<the token made at install>".into())
+            } else {
+                crate::engine::daemon::token(&inv.paths)?
+            };
+            http_entry(url, &token)
+        }
+        None => mcp_entry(&installed),
+    };
     let mut any = false;
 
     let would = |done: &str, future: &str| {
@@ -531,6 +577,10 @@ pub fn claude_code(
         }
     })?;
     any |= c != Change::Unchanged;
+    let how = match &http_url {
+        Some(url) => format!(" at {url}"),
+        None => String::new(),
+    };
     writeln!(
         out,
         "  {}: {}",
@@ -538,9 +588,9 @@ pub fn claude_code(
         match c {
             Change::Added =>
                 would("registered", "register")
-                    + &format!(" the MCP server \"{MCP_NAME}\" (user scope)"),
+                    + &format!(" the MCP server \"{MCP_NAME}\"{how} (user scope)"),
             Change::Updated =>
-                would("updated", "update") + &format!(" the MCP server \"{MCP_NAME}\""),
+                would("updated", "update") + &format!(" the MCP server \"{MCP_NAME}\"{how}"),
             Change::Removed =>
                 would("removed", "remove") + &format!(" the MCP server \"{MCP_NAME}\""),
             Change::Unchanged if install =>
@@ -549,6 +599,9 @@ pub fn claude_code(
         }
     )?;
     out.write_all(&detail)?;
+    if http_url.is_some() && !dry_run {
+        secret_file_note(&files.config, out)?;
+    }
 
     // ~/.claude/settings.json: the hooks.
     let mut seed = Vec::new();
@@ -616,6 +669,24 @@ pub fn claude_code(
             files.settings.display()
         )?;
     }
+    if let Some(url) = &http_url {
+        let seen = crate::engine::daemon::probe(&inv.paths);
+        match seen.record().and_then(|r| r.mcp_url.as_deref()) {
+            Some(running) if running == url => {}
+            Some(running) => writeln!(
+                out,
+                "note: the running daemon listens at {running}, not {url}: restart it \
+                 (its service, or stop it and run `mem0-queue daemon`) so that it uses the \
+                 configured daemon_port and daemon_bind."
+            )?,
+            None => writeln!(
+                out,
+                "note: Claude Code now talks to the daemon, which does not run yet: \
+                 `mem0-queue install daemon` starts it now and at each login (or run \
+                 `mem0-queue daemon` yourself)."
+            )?,
+        }
+    }
     if install {
         for s in &seed {
             writeln!(
@@ -637,6 +708,31 @@ pub fn claude_code(
 
 // ---------------------------------------------------------------------------
 // Editing files safely.
+
+/// After writing the daemon's token into `path`: the file must be readable
+/// by its owner alone; says so, and narrows it to 0600 if it was wider.
+fn secret_file_note(path: &Path, out: &mut dyn Write) -> anyhow::Result<()> {
+    let target = resolve_symlink(path);
+    let mode = std::fs::metadata(&target)
+        .map(|m| m.permissions().mode() & 0o777)
+        .unwrap_or(0o600);
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("cannot chmod 600 {}", target.display()))?;
+        writeln!(
+            out,
+            "  {}: it was mode {mode:04o}; now 0600, since it holds the daemon's token",
+            path.display()
+        )?;
+    }
+    writeln!(
+        out,
+        "  the token is a secret: {} holds it (mode 0600), as does the data dir's daemon.token; \
+         whoever reads it can use the daemon's tools. Never paste the file anywhere.",
+        path.display()
+    )?;
+    Ok(())
+}
 
 /// How many times an edit is redone when the file changes under it (Claude
 /// Code rewrites `~/.claude.json` while it runs).
@@ -1087,6 +1183,29 @@ mod tests {
         assert_eq!(remove_mcp(&mut d), Change::Removed);
         assert_eq!(d, orig);
         assert_eq!(remove_mcp(&mut d), Change::Unchanged);
+    }
+
+    #[test]
+    fn mcp_switches_between_stdio_and_http() {
+        let stdio =
+            doc(r#"{"type": "stdio", "command": "/bin/mq", "args": ["serve"], "env": {"K": "v"}}"#);
+        let http = http_entry("http://127.0.0.1:8767/mcp", "ab12");
+        let mut d = doc(r#"{"mcpServers": {}}"#);
+        add_mcp(&mut d, stdio.clone()).expect("add");
+        assert_eq!(
+            add_mcp(&mut d, http.clone()).expect("to http"),
+            Change::Updated
+        );
+        assert_eq!(installed_mcp(&d), Some(&http));
+        assert_eq!(
+            add_mcp(&mut d, http.clone()).expect("again"),
+            Change::Unchanged
+        );
+        assert_eq!(
+            add_mcp(&mut d, stdio.clone()).expect("back"),
+            Change::Updated
+        );
+        assert_eq!(installed_mcp(&d), Some(&stdio));
     }
 
     #[test]

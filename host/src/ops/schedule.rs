@@ -1,18 +1,26 @@
-//! `mem0-queue install schedule` / `uninstall schedule`: runs `mem0-queue
-//! sync` every 10 minutes, like the seed's cron line.
+//! The user services of mem0-queue, one [`Job`] each:
 //!
-//! - Linux: a systemd user service and timer in `~/.config/systemd/user/`
+//! - `mem0-queue install schedule` / `uninstall schedule` ([`Job::Sync`]):
+//!   runs `mem0-queue sync` every 10 minutes, like the seed's cron line;
+//! - `mem0-queue install daemon` / `uninstall daemon` ([`Job::Daemon`]):
+//!   runs `mem0-queue daemon` at login, kept alive, restarted on failure.
+//!
+//! How, for both:
+//! - Linux: systemd user units in `~/.config/systemd/user/`
 //!   (`$XDG_CONFIG_HOME/systemd/user/` when set), then `systemctl --user
-//!   daemon-reload` and `enable --now` on the timer. Where systemctl cannot
-//!   reach a user manager (no login session, a container), the files are
-//!   still written and the commands to run are printed: not an error.
-//! - macOS: a launchd agent `~/Library/LaunchAgents/com.mem0-queue.sync.plist`
-//!   with `StartInterval` 600, loaded with `launchctl bootstrap gui/$UID`.
-//! - `--cron`: prints a crontab line and writes nothing.
+//!   daemon-reload` and `enable` on the timer (sync) or the service
+//!   (daemon). Where systemctl cannot reach a user manager (no login
+//!   session, a container), the files are still written and the commands to
+//!   run are printed: not an error.
+//! - macOS: a launchd agent in `~/Library/LaunchAgents/`
+//!   (`com.mem0-queue.sync.plist` with `StartInterval` 600,
+//!   `com.mem0-queue.daemon.plist` with `KeepAlive`), loaded with
+//!   `launchctl bootstrap gui/$UID`.
+//! - `install schedule --cron`: prints a crontab line and writes nothing.
 //!
 //! Files are written only when their content changes (a backup of a
-//! changed file first); `uninstall` stops the timer or agent and removes the
-//! files.
+//! changed file first); `uninstall` stops the timer, service or agent and
+//! removes the files.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -25,11 +33,73 @@ use crate::engine::config::{Env, ProcessEnv, Resolved};
 use crate::ops::Invocation;
 use crate::ops::install::{self, InstalledCommand};
 
-/// The systemd units' base name.
+/// The sync schedule's systemd units' base name.
 pub const UNIT: &str = "mem0-queue-sync";
 
-/// The launchd agent's label.
+/// The sync schedule's launchd agent label.
 pub const LAUNCHD_LABEL: &str = "com.mem0-queue.sync";
+
+/// The daemon's systemd service's base name.
+pub const DAEMON_UNIT: &str = "mem0-queue-daemon";
+
+/// The daemon's launchd agent label.
+pub const DAEMON_LABEL: &str = "com.mem0-queue.daemon";
+
+/// How long systemd and launchd wait before they start a daemon that
+/// failed again: a daemon that cannot start (its port taken, another
+/// daemon running) is retried six times a minute, never in a tight loop.
+pub const DAEMON_RESTART_SECS: u32 = 10;
+
+/// What a set of unit files runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Job {
+    /// `mem0-queue sync` every 10 minutes.
+    Sync,
+    /// `mem0-queue daemon`, always on.
+    Daemon,
+}
+
+impl Job {
+    /// The word of the command line: `install schedule`, `install daemon`.
+    pub fn what(self) -> &'static str {
+        match self {
+            Job::Sync => "schedule",
+            Job::Daemon => "daemon",
+        }
+    }
+
+    /// The systemd units' base name.
+    pub fn unit(self) -> &'static str {
+        match self {
+            Job::Sync => UNIT,
+            Job::Daemon => DAEMON_UNIT,
+        }
+    }
+
+    /// The launchd agent's label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Job::Sync => LAUNCHD_LABEL,
+            Job::Daemon => DAEMON_LABEL,
+        }
+    }
+
+    /// The unit systemctl enables: the timer, or the daemon's service.
+    pub fn systemd_unit(self) -> String {
+        match self {
+            Job::Sync => format!("{UNIT}.timer"),
+            Job::Daemon => format!("{DAEMON_UNIT}.service"),
+        }
+    }
+
+    /// Where `systemctl enable` links the enabled unit.
+    fn wants_dir(self) -> &'static str {
+        match self {
+            Job::Sync => "timers.target.wants",
+            Job::Daemon => "default.target.wants",
+        }
+    }
+}
 
 /// A scheduled run stops after this long, so runs do not pile up.
 pub const MAX_RUN: &str = "9m";
@@ -37,21 +107,27 @@ pub const MAX_RUN: &str = "9m";
 /// How long a systemctl or launchctl call may take.
 const TOOL_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// The files of the schedule on this system.
+/// The files of a job on this system.
 #[derive(Debug, Clone)]
 pub enum Files {
-    Systemd { service: PathBuf, timer: PathBuf },
-    Launchd { plist: PathBuf },
+    /// The service, and the timer that starts it (the sync schedule only).
+    Systemd {
+        service: PathBuf,
+        timer: Option<PathBuf>,
+    },
+    Launchd {
+        plist: PathBuf,
+    },
 }
 
 impl Files {
-    pub fn locate(env: &dyn Env) -> anyhow::Result<Self> {
+    pub fn locate(env: &dyn Env, job: Job) -> anyhow::Result<Self> {
         let home = PathBuf::from(env.var("HOME").context("HOME is not set")?);
         Ok(if cfg!(target_os = "macos") {
             Files::Launchd {
                 plist: home
                     .join("Library/LaunchAgents")
-                    .join(format!("{LAUNCHD_LABEL}.plist")),
+                    .join(format!("{}.plist", job.label())),
             }
         } else {
             let dir = env
@@ -60,8 +136,8 @@ impl Files {
                 .unwrap_or_else(|| home.join(".config"))
                 .join("systemd/user");
             Files::Systemd {
-                service: dir.join(format!("{UNIT}.service")),
-                timer: dir.join(format!("{UNIT}.timer")),
+                service: dir.join(format!("{}.service", job.unit())),
+                timer: (job == Job::Sync).then(|| dir.join(format!("{UNIT}.timer"))),
             }
         })
     }
@@ -69,7 +145,10 @@ impl Files {
     /// The file whose presence means "installed".
     pub fn marker(&self) -> &Path {
         match self {
-            Files::Systemd { timer, .. } => timer,
+            Files::Systemd {
+                timer: Some(timer), ..
+            } => timer,
+            Files::Systemd { service, .. } => service,
             Files::Launchd { plist } => plist,
         }
     }
@@ -87,6 +166,12 @@ fn systemd_word(s: &str) -> String {
     } else {
         escaped
     }
+}
+
+/// A path in a systemd setting that takes the rest of the line
+/// (`StandardOutput=append:PATH`): only `%` specifiers need escaping.
+fn systemd_path(p: &Path) -> String {
+    p.display().to_string().replace('%', "%%")
 }
 
 fn xml(s: &str) -> String {
@@ -136,32 +221,97 @@ pub fn timer_unit() -> String {
     )
 }
 
-/// The launchd agent.
+/// The sync schedule's launchd agent.
 pub fn launchd_plist(installed: &InstalledCommand) -> String {
-    let args = installed
-        .argv(&["sync", "--max-duration", MAX_RUN])
-        .iter()
-        .map(|a| format!("    <string>{}</string>\n", xml(a)))
-        .collect::<String>();
-    let log = xml(&installed.worker_log().display().to_string());
-    format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
-         <!DOCTYPE plist PUBLIC \"-//Apple//DTD PLIST 1.0//EN\" \"http://www.apple.com/DTDs/PropertyList-1.0.dtd\">\n\
-         <!-- Written by `mem0-queue install schedule`; removed by `mem0-queue uninstall schedule`. -->\n\
-         <plist version=\"1.0\">\n\
-         <dict>\n\
-         \x20 <key>Label</key>\n\
-         \x20 <string>{LAUNCHD_LABEL}</string>\n\
-         \x20 <key>ProgramArguments</key>\n\
-         \x20 <array>\n\
-         {args}\
-         \x20 </array>\n\
-         \x20 <key>StartInterval</key>\n\
+    plist(
+        Job::Sync,
+        installed,
+        &["sync", "--max-duration", MAX_RUN],
+        "\x20 <key>StartInterval</key>\n\
          \x20 <integer>600</integer>\n\
          \x20 <key>RunAtLoad</key>\n\
          \x20 <true/>\n\
          \x20 <key>ProcessType</key>\n\
-         \x20 <string>Background</string>\n\
+         \x20 <string>Background</string>\n",
+    )
+}
+
+/// The daemon's systemd service: started at login (`default.target`),
+/// restarted on failure (a crash, SIGKILL, a second daemon's exit 75)
+/// after [`DAEMON_RESTART_SECS`], not after a clean stop (SIGTERM); its
+/// output appended to the worker log, where its runs are logged too.
+pub fn daemon_service_unit(installed: &InstalledCommand) -> String {
+    let exec = installed
+        .argv(&["daemon"])
+        .iter()
+        .map(|w| systemd_word(w))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let log = systemd_path(&installed.worker_log());
+    format!(
+        "# Written by `mem0-queue install daemon`; removed by `mem0-queue uninstall daemon`.\n\
+         [Unit]\n\
+         Description=mem0-queue daemon: delivers memories to Mem0, serves MCP over HTTP\n\
+         \n\
+         [Service]\n\
+         Type=simple\n\
+         ExecStart={exec}\n\
+         Restart=on-failure\n\
+         RestartSec={DAEMON_RESTART_SECS}\n\
+         StandardOutput=append:{log}\n\
+         StandardError=append:{log}\n\
+         \n\
+         [Install]\n\
+         WantedBy=default.target\n"
+    )
+}
+
+/// The daemon's launchd agent: started at load and login, restarted when
+/// it exits with a failure (`KeepAlive`/`SuccessfulExit` false), at most
+/// every [`DAEMON_RESTART_SECS`].
+pub fn daemon_plist(installed: &InstalledCommand) -> String {
+    plist(
+        Job::Daemon,
+        installed,
+        &["daemon"],
+        &format!(
+            "\x20 <key>RunAtLoad</key>\n\
+             \x20 <true/>\n\
+             \x20 <key>KeepAlive</key>\n\
+             \x20 <dict>\n\
+             \x20   <key>SuccessfulExit</key>\n\
+             \x20   <false/>\n\
+             \x20 </dict>\n\
+             \x20 <key>ThrottleInterval</key>\n\
+             \x20 <integer>{DAEMON_RESTART_SECS}</integer>\n"
+        ),
+    )
+}
+
+/// A launchd agent running `args` after the installed command's flags,
+/// with `keys` (already indented), its output to the worker log.
+fn plist(job: Job, installed: &InstalledCommand, args: &[&str], keys: &str) -> String {
+    let args = installed
+        .argv(args)
+        .iter()
+        .map(|a| format!("    <string>{}</string>\n", xml(a)))
+        .collect::<String>();
+    let log = xml(&installed.worker_log().display().to_string());
+    let what = job.what();
+    let label = job.label();
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
+         <!DOCTYPE plist PUBLIC \"-//Apple//DTD PLIST 1.0//EN\" \"http://www.apple.com/DTDs/PropertyList-1.0.dtd\">\n\
+         <!-- Written by `mem0-queue install {what}`; removed by `mem0-queue uninstall {what}`. -->\n\
+         <plist version=\"1.0\">\n\
+         <dict>\n\
+         \x20 <key>Label</key>\n\
+         \x20 <string>{label}</string>\n\
+         \x20 <key>ProgramArguments</key>\n\
+         \x20 <array>\n\
+         {args}\
+         \x20 </array>\n\
+         {keys}\
          \x20 <key>StandardOutPath</key>\n\
          \x20 <string>{log}</string>\n\
          \x20 <key>StandardErrorPath</key>\n\
@@ -280,51 +430,74 @@ pub fn command(
     dry_run: bool,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
+    if cron {
+        let installed = InstalledCommand::current(inv)?;
+        return print_cron(&installed, &inv.resolved, install, out);
+    }
+    apply(inv, Job::Sync, install, dry_run, out)
+}
+
+/// The unit files of `job` on this system and what they must hold.
+fn wanted(job: Job, files: &Files, installed: &InstalledCommand) -> Vec<(PathBuf, String)> {
+    match (job, files) {
+        (Job::Sync, Files::Systemd { service, timer }) => {
+            let mut v = vec![(service.clone(), service_unit(installed))];
+            v.extend(timer.iter().map(|t| (t.clone(), timer_unit())));
+            v
+        }
+        (Job::Daemon, Files::Systemd { service, .. }) => {
+            vec![(service.clone(), daemon_service_unit(installed))]
+        }
+        (Job::Sync, Files::Launchd { plist }) => vec![(plist.clone(), launchd_plist(installed))],
+        (Job::Daemon, Files::Launchd { plist }) => vec![(plist.clone(), daemon_plist(installed))],
+    }
+}
+
+/// `mem0-queue install JOB` and `uninstall JOB` (schedule, daemon): writes
+/// or removes the job's unit files, then tells systemd or launchd.
+pub fn apply(
+    inv: &Invocation,
+    job: Job,
+    install: bool,
+    dry_run: bool,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
     let installed = InstalledCommand::current(inv)?;
     let resolved = &inv.resolved;
-    if cron {
-        return print_cron(&installed, resolved, install, out);
-    }
-    let files = Files::locate(&ProcessEnv)?;
+    let files = Files::locate(&ProcessEnv, job)?;
     let verb = if install { "install" } else { "uninstall" };
     writeln!(
         out,
-        "mem0-queue {verb} schedule{}",
+        "mem0-queue {verb} {}{}",
+        job.what(),
         if dry_run {
             " (dry run: nothing is written)"
         } else {
             ""
         }
     )?;
-    let wanted: Vec<(PathBuf, String)> = match &files {
-        Files::Systemd { service, timer } => vec![
-            (service.clone(), service_unit(&installed)),
-            (timer.clone(), timer_unit()),
-        ],
-        Files::Launchd { plist } => vec![(plist.clone(), launchd_plist(&installed))],
-    };
+    let wanted = wanted(job, &files, &installed);
     let stamp = install::unix_now();
     let mut changed = false;
-    // Uninstall: stop and disable the timer while its unit file still exists.
+    // Uninstall: stop and disable the unit while its file still exists.
     let mut disabled = None;
     if !install
         && !dry_run
-        && let Files::Systemd { timer, .. } = &files
+        && let Files::Systemd { .. } = &files
     {
-        if timer.exists() {
-            let r = run_tool(
-                "systemctl",
-                &["--user", "disable", "--now", &format!("{UNIT}.timer")],
-            );
+        let unit = job.systemd_unit();
+        if files.marker().exists() {
+            let r = run_tool("systemctl", &["--user", "disable", "--now", &unit]);
             if let ToolRun::Ok(_) = r {
-                writeln!(out, "  ran: systemctl --user disable --now {UNIT}.timer")?;
+                writeln!(out, "  ran: systemctl --user disable --now {unit}")?;
             }
             disabled = Some(r);
         }
         // The link `enable` made, should systemctl not be reachable now.
-        let wants = timer
+        let wants = files
+            .marker()
             .parent()
-            .map(|d| d.join("timers.target.wants").join(format!("{UNIT}.timer")));
+            .map(|d| d.join(job.wants_dir()).join(&unit));
         if let Some(w) = wants
             && std::fs::symlink_metadata(&w).is_ok_and(|m| m.file_type().is_symlink())
         {
@@ -388,12 +561,14 @@ pub fn command(
         return Ok(());
     }
     match &files {
-        Files::Systemd { .. } if install => systemd_activate(changed, out)?,
-        Files::Systemd { .. } => systemd_deactivate(changed, disabled, out)?,
-        Files::Launchd { plist } => launchd_activate(install, changed, plist, out)?,
+        Files::Systemd { .. } if install => systemd_activate(job, changed, &installed, out)?,
+        Files::Systemd { .. } => systemd_deactivate(job, changed, disabled, out)?,
+        Files::Launchd { plist } => launchd_activate(job, install, changed, plist, out)?,
     }
     if install {
-        if let Some((_, seed)) = crontab_lines() {
+        if job == Job::Sync
+            && let Some((_, seed)) = crontab_lines()
+        {
             for l in seed {
                 writeln!(
                     out,
@@ -452,19 +627,37 @@ fn print_cron(
     Ok(())
 }
 
-fn systemd_activate(changed: bool, out: &mut dyn Write) -> anyhow::Result<()> {
-    let timer = format!("{UNIT}.timer");
-    let steps: Vec<Vec<&str>> = vec![
-        vec!["--user", "daemon-reload"],
-        vec!["--user", "enable", "--now", &timer],
-    ];
+fn systemd_activate(
+    job: Job,
+    changed: bool,
+    installed: &InstalledCommand,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let unit = job.systemd_unit();
+    // The timer starts runs on its own; the daemon's service is restarted
+    // so that a changed unit (a new binary path) takes effect now.
+    let steps: Vec<Vec<&str>> = match job {
+        Job::Sync => vec![
+            vec!["--user", "daemon-reload"],
+            vec!["--user", "enable", "--now", &unit],
+        ],
+        Job::Daemon => vec![
+            vec!["--user", "daemon-reload"],
+            vec!["--user", "enable", &unit],
+            vec!["--user", "restart", &unit],
+        ],
+    };
     if !changed
-        && let ToolRun::Ok(state) = run_tool("systemctl", &["--user", "is-active", &timer])
+        && let ToolRun::Ok(state) = run_tool("systemctl", &["--user", "is-active", &unit])
         && state == "active"
     {
+        let what = match job {
+            Job::Sync => "timer",
+            Job::Daemon => "service",
+        };
         writeln!(
             out,
-            "the timer {timer} is active already; nothing to change"
+            "the {what} {unit} is active already; nothing to change"
         )?;
         return Ok(());
     }
@@ -473,24 +666,35 @@ fn systemd_activate(changed: bool, out: &mut dyn Write) -> anyhow::Result<()> {
         match run_tool("systemctl", step) {
             ToolRun::Ok(_) => writeln!(out, "  ran: {shown}")?,
             ToolRun::Missing => {
-                return manual(out, true, "systemctl is not installed here", &steps);
+                return manual(out, job, true, "systemctl is not installed here", &steps);
             }
             ToolRun::Failed(e) => {
                 let why = format!("`{shown}` failed: {}", first_line(&e));
-                return manual(out, true, &why, &steps);
+                return manual(out, job, true, &why, &steps);
             }
         }
     }
-    writeln!(
-        out,
-        "done. `mem0-queue sync` runs every 10 minutes; see `systemctl --user list-timers {timer}` \
-         and `journalctl --user -u {UNIT}`."
-    )?;
+    match job {
+        Job::Sync => writeln!(
+            out,
+            "done. `mem0-queue sync` runs every 10 minutes; see `systemctl --user list-timers {unit}` \
+             and `journalctl --user -u {UNIT}`."
+        )?,
+        Job::Daemon => writeln!(
+            out,
+            "done. The daemon runs now and at each login, restarted on failure; `mem0-queue status` \
+             shows it, and its output goes to {}.\n\
+             note: systemd stops user services when you log out; to keep the daemon running then, \
+             run `loginctl enable-linger $USER` once.",
+            installed.worker_log().display()
+        )?,
+    }
     Ok(())
 }
 
 /// After the unit files are gone: reload, or say what to run.
 fn systemd_deactivate(
+    job: Job,
     changed: bool,
     disabled: Option<ToolRun>,
     out: &mut dyn Write,
@@ -499,24 +703,30 @@ fn systemd_deactivate(
         writeln!(out, "nothing to change")?;
         return Ok(());
     }
+    let unit = job.systemd_unit();
     let steps: Vec<Vec<&str>> = vec![
-        vec!["--user", "stop", "mem0-queue-sync.timer"],
+        vec!["--user", "stop", &unit],
         vec!["--user", "daemon-reload"],
     ];
+    let gone = match job {
+        Job::Sync => "The schedule is removed.",
+        Job::Daemon => "The daemon's service is removed (and the daemon stopped).",
+    };
     match (
         disabled,
         run_tool("systemctl", &["--user", "daemon-reload"]),
     ) {
         (Some(ToolRun::Ok(_)) | None, ToolRun::Ok(_)) => {
             writeln!(out, "  ran: systemctl --user daemon-reload")?;
-            writeln!(out, "done. The schedule is removed.")?;
+            writeln!(out, "done. {gone}")?;
             Ok(())
         }
         (_, ToolRun::Missing) | (Some(ToolRun::Missing), _) => {
-            manual(out, false, "systemctl is not installed here", &steps)
+            manual(out, job, false, "systemctl is not installed here", &steps)
         }
         (Some(ToolRun::Failed(e)), _) | (_, ToolRun::Failed(e)) => manual(
             out,
+            job,
             false,
             &format!("systemctl failed: {}", first_line(&e)),
             &steps,
@@ -526,36 +736,48 @@ fn systemd_deactivate(
 
 fn manual(
     out: &mut dyn Write,
+    job: Job,
     install: bool,
     why: &str,
     steps: &[Vec<&str>],
 ) -> anyhow::Result<()> {
+    let what = match job {
+        Job::Sync => "timer",
+        Job::Daemon => "service",
+    };
     if install {
         writeln!(
             out,
-            "the unit files are in place, but the timer could not be switched on here: {why}.\n\
+            "the unit files are in place, but the {what} could not be switched on here: {why}.\n\
              Run these yourself in your login session:"
         )?;
     } else {
         writeln!(
             out,
             "the unit files are removed, but systemd could not be told here: {why}.\n\
-             If the timer was running, run these in your login session:"
+             If the {what} was running, run these in your login session:"
         )?;
     }
     for s in steps {
         writeln!(out, "  systemctl {}", s.join(" "))?;
     }
     if install {
-        writeln!(
-            out,
-            "(or use `mem0-queue install schedule --cron` for a crontab line instead)"
-        )?;
+        match job {
+            Job::Sync => writeln!(
+                out,
+                "(or use `mem0-queue install schedule --cron` for a crontab line instead)"
+            )?,
+            Job::Daemon => writeln!(
+                out,
+                "(or start `mem0-queue daemon` yourself, e.g. from your session's autostart)"
+            )?,
+        }
     }
     Ok(())
 }
 
 fn launchd_activate(
+    job: Job,
     install: bool,
     changed: bool,
     plist: &Path,
@@ -563,7 +785,7 @@ fn launchd_activate(
 ) -> anyhow::Result<()> {
     let domain = format!("gui/{}", uid());
     let plist_s = plist.display().to_string();
-    let service = format!("{domain}/{LAUNCHD_LABEL}");
+    let service = format!("{domain}/{}", job.label());
     if !changed {
         writeln!(out, "nothing to change")?;
         return Ok(());
@@ -571,13 +793,26 @@ fn launchd_activate(
     // Unload any previous version first; failing here just means it was not loaded.
     let _ = run_tool("launchctl", &["bootout", &service]);
     if !install {
-        writeln!(out, "done. The schedule is removed.")?;
+        writeln!(
+            out,
+            "done. {}",
+            match job {
+                Job::Sync => "The schedule is removed.",
+                Job::Daemon => "The daemon's agent is removed (and the daemon stopped).",
+            }
+        )?;
         return Ok(());
     }
+    let running = match job {
+        Job::Sync => "`mem0-queue sync` runs every 10 minutes.",
+        Job::Daemon => {
+            "The daemon runs now and at each login, restarted on failure; `mem0-queue status` shows it."
+        }
+    };
     match run_tool("launchctl", &["bootstrap", &domain, &plist_s]) {
         ToolRun::Ok(_) => writeln!(
             out,
-            "  ran: launchctl bootstrap {domain} {plist_s}\ndone. `mem0-queue sync` runs every 10 minutes."
+            "  ran: launchctl bootstrap {domain} {plist_s}\ndone. {running}"
         )?,
         ToolRun::Missing | ToolRun::Failed(_) => writeln!(
             out,
@@ -636,6 +871,25 @@ mod tests {
             "{l}"
         );
         assert!(l.ends_with(">> '/d/q 1/mem0_worker.log' 2>&1"), "{l}");
+    }
+
+    #[test]
+    fn the_daemon_units_keep_it_alive() {
+        let s = daemon_service_unit(&installed("/opt/mem0-queue"));
+        assert!(
+            s.contains("ExecStart=/opt/mem0-queue --data-dir \"/d/q 1\" daemon\n"),
+            "{s}"
+        );
+        assert!(s.contains("Restart=on-failure\nRestartSec=10\n"), "{s}");
+        assert!(
+            s.contains("StandardOutput=append:/d/q 1/mem0_worker.log\n"),
+            "{s}"
+        );
+        assert!(s.contains("WantedBy=default.target\n"), "{s}");
+        let p = daemon_plist(&installed("/opt/mem0-queue"));
+        assert!(p.contains("<string>com.mem0-queue.daemon</string>"), "{p}");
+        assert!(p.contains("<key>SuccessfulExit</key>"), "{p}");
+        assert!(p.contains("<string>daemon</string>"), "{p}");
     }
 
     #[test]

@@ -382,6 +382,22 @@ impl Store {
             .flatten())
     }
 
+    /// Whether a pending entry is due at `now_ms` and may be claimed: the
+    /// daemon's cheap look, every second, for saves of other processes. It
+    /// walks the `entries_due` index from the oldest due entry and stops at
+    /// the first claimable one, so it costs one index probe when nothing is
+    /// due, however long the queue.
+    pub fn due_now(&self, now_ms: i64) -> Result<bool, StoreError> {
+        Ok(self.conn.query_row(
+            &format!(
+                "SELECT EXISTS (SELECT 1 FROM entries e
+                  WHERE state = 'pending' AND next_attempt_at <= ?1 AND {CLAIMABLE})"
+            ),
+            [now_ms],
+            |r| r.get(0),
+        )?)
+    }
+
     /// Drops a claimed entry whose work has become moot: a change of a
     /// memory that never reached Mem0 (its add was rejected or cancelled),
     /// or an add deleted here while it was in flight that the server does

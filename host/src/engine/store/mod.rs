@@ -60,6 +60,8 @@ pub mod meta_keys {
     /// Left by the schema upgrade that gave back entries which had died of
     /// a configuration problem: how many. The next run logs it and removes it.
     pub const UPGRADE_REVIVED: &str = "upgrade_revived";
+    /// When the daemon last delivered something, unix ms (for `status`).
+    pub const DAEMON_LAST_DELIVERY: &str = "daemon_last_delivery";
 }
 
 /// The lifecycle of an entry, stored as TEXT with a CHECK constraint.

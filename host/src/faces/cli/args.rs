@@ -45,6 +45,12 @@ pub enum Command {
     /// Run the MCP server on stdio (what Claude Code starts), with the
     /// delivery worker in the background.
     Serve,
+    /// The always-on process, one per user and data dir: delivers every
+    /// save within seconds (the `serve` windows leave delivery to it), and
+    /// serves MCP over HTTP at http://127.0.0.1:8767/mcp (behind the token
+    /// in the data dir's daemon.token) and the dashboard. Runs until SIGTERM
+    /// or Ctrl-C. Exit 75: a daemon already runs for this data dir.
+    Daemon(DaemonArgs),
     /// Deliver what is due once, then exit (for cron and the SessionEnd
     /// hook). Exit 0: drained or nothing to do; 75: entries remain (the
     /// server is down or failing); 65: the server rejected entries in this
@@ -199,8 +205,9 @@ pub enum Command {
         command: ConfigCommand,
     },
     /// Install into Claude Code without its plugin (MCP server + the
-    /// SessionStart, SessionEnd and PreCompact hooks) or the
-    /// scheduler (sync every 10 minutes). Idempotent; backs up what it changes.
+    /// SessionStart, SessionEnd and PreCompact hooks), the scheduler (sync
+    /// every 10 minutes) or the daemon's service (systemd, launchd).
+    /// Idempotent; backs up what it changes.
     Install {
         #[command(subcommand)]
         target: InstallTarget,
@@ -220,6 +227,21 @@ pub enum Command {
     /// Check the installation: config, permissions, server, policy,
     /// schedule, hook, MCP registration. Exit 0 when all pass, 1 otherwise.
     Doctor,
+}
+
+/// `mem0-queue daemon`'s flags; each overrides its config key.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct DaemonArgs {
+    /// The port (config daemon_port, default 8767; 0 picks a free one).
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// The address to listen on (config daemon_bind, default 127.0.0.1).
+    #[arg(long, value_name = "IP")]
+    pub bind: Option<std::net::IpAddr>,
+    /// Allow a non-loopback --bind (config daemon_allow_remote): other
+    /// machines can then reach it, with the token.
+    #[arg(long)]
+    pub allow_remote: bool,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -288,6 +310,10 @@ pub enum InstallTarget {
         /// Print what would change, write nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Register the daemon's HTTP endpoint (with its token) instead of
+        /// a `serve` command: every window then shares the one daemon.
+        #[arg(long)]
+        http: bool,
     },
     /// The schedule that runs `mem0-queue sync` every 10 minutes: a systemd
     /// user timer (Linux) or a launchd agent (macOS).
@@ -295,6 +321,14 @@ pub enum InstallTarget {
         /// Print a crontab line to add by hand instead, and write nothing.
         #[arg(long)]
         cron: bool,
+        /// Print what would change, write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// The daemon (`mem0-queue daemon`) as a systemd user service (Linux)
+    /// or a launchd agent (macOS): started at login, restarted on failure,
+    /// logging to the worker log.
+    Daemon {
         /// Print what would change, write nothing.
         #[arg(long)]
         dry_run: bool,

@@ -13,6 +13,8 @@
 //! - `hook ...`: always 0, even on an error or a panic (a hook must never
 //!   break a session: Claude Code shows any other code as a hook error, and
 //!   an exit 2 from PreCompact would block the compaction);
+//! - `daemon`: 75 when a daemon already runs for the data dir, 0 after
+//!   SIGTERM or SIGINT;
 //! - any command: 78 for a configuration error, 1 for any other error or a
 //!   refusal, 0 when the reader of stdout went away (a broken pipe).
 
@@ -35,6 +37,11 @@ pub const CONFIG: u8 = 78;
 /// Exit code of `sync` when the server rejected entries in this run, which
 /// went to `dead` (sysexits' EX_DATAERR): they need a person.
 pub const DATAERR: u8 = 65;
+
+/// Exit code of `daemon` when another daemon holds the data dir's lock
+/// (sysexits' EX_TEMPFAIL: try again later; a service manager that
+/// restarts it takes over once the other one is gone).
+pub const DAEMON_RUNNING: u8 = 75;
 
 /// Exit code of `policy check` and `policy show` when the policy does not
 /// load or is broken.
@@ -88,6 +95,11 @@ pub fn status_json(report: &StatusReport) -> Value {
     let mut v = report.json();
     v["exit_code"] = status_code(report.severity()).into();
     v
+}
+
+/// `daemon`, when another daemon runs.
+pub fn daemon_running() -> ExitCode {
+    ExitCode::from(DAEMON_RUNNING)
 }
 
 /// `doctor`: 0 when no check failed.

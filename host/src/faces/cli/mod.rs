@@ -4,7 +4,7 @@
 //!
 //! - [`args`]: every clap type;
 //! - [`exit`]: the one place outcomes and errors become exit codes;
-//! - one file per command or group: [`serve`], [`sync`], [`status`],
+//! - one file per command or group: [`serve`], [`daemon`], [`sync`], [`status`],
 //!   [`queue`] (list, retry, purge), [`seed`] (import, export), [`search`],
 //!   [`graph`], [`dashboard`], [`policy`], [`config`], [`ops`] (install,
 //!   uninstall, hook, doctor), [`memories`] (get, list, update, delete,
@@ -18,6 +18,7 @@ pub mod args;
 pub mod exit;
 
 pub mod config;
+pub mod daemon;
 pub mod dashboard;
 pub mod graph;
 pub mod memories;
@@ -134,6 +135,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let app = open_app(resolved, paths).map_err(|e| format!("{e:#}"));
             serve::run(app)
         }
+        Command::Daemon(args) => daemon::run(resolved, paths, args),
         Command::Sync { max_duration } => sync::run(open_app(resolved, paths)?, *max_duration),
         Command::List {
             state: Some(state),
@@ -204,9 +206,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             *json,
         ),
         Command::Graph { command } => graph::run(open_app(resolved, paths)?, command),
-        Command::Dashboard { port, open } => {
-            dashboard::run(open_app(resolved, paths)?, *port, *open)
-        }
+        Command::Dashboard { port, open } => dashboard::run(resolved, paths, *port, *open),
         Command::Install { target } => {
             ops::install(ops::invocation(&cli, resolved, paths), *target, true)
         }

@@ -28,11 +28,14 @@ pub fn invocation(cli: &Cli, resolved: Resolved, paths: Paths) -> Invocation {
 pub fn install(inv: Invocation, target: InstallTarget, install: bool) -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     match target {
-        InstallTarget::ClaudeCode { dry_run } => {
-            install::claude_code(&inv, install, dry_run, &mut out)?
+        InstallTarget::ClaudeCode { dry_run, http } => {
+            install::claude_code(&inv, install, dry_run, http, &mut out)?
         }
         InstallTarget::Schedule { cron, dry_run } => {
             schedule::command(&inv, install, cron, dry_run, &mut out)?
+        }
+        InstallTarget::Daemon { dry_run } => {
+            schedule::apply(&inv, schedule::Job::Daemon, install, dry_run, &mut out)?
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -1,6 +1,7 @@
 //! `mem0-queue serve`: the MCP server on stdio, with the background tasks
-//! beside it: the delivery loop and the policy watcher (the engine's), the
-//! vault and graph mirrors (the features').
+//! beside it: the delivery loop (the engine's; it leaves delivery to the
+//! daemon while one runs) and the policy watcher (the engine's), the vault
+//! and graph mirrors (the features').
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -59,6 +60,7 @@ pub fn run(app: Result<App, String>) -> anyhow::Result<ExitCode> {
                     app.clone(),
                     nudge.clone(),
                     stop_rx.clone(),
+                    service::Role::Window,
                     |app| async move { notify::after_run(&app).await },
                 )));
                 background.push(tokio::spawn(service::watch_policy(app.clone(), stop_rx.clone())));

@@ -1,5 +1,6 @@
 //! `mem0-queue dashboard`: the queue on a local web page, served by this
-//! binary (static HTML, CSS and JS embedded below; no build step).
+//! binary (static HTML, CSS and JS embedded below; no build step), alone
+//! or by the daemon on its own port ([`Dashboard`]).
 //!
 //! Security, since any web page the user visits can make their browser
 //! send requests to 127.0.0.1:
@@ -125,25 +126,61 @@ pub fn run(app: App, port: u16, open: bool) -> anyhow::Result<()> {
     runtime()?.block_on(serve(app, port, open))
 }
 
+/// The dashboard's routes for one port, behind a fresh token: what
+/// `mem0-queue dashboard` serves alone, and what the daemon serves beside
+/// its MCP endpoint (on the daemon's port, its token made at the daemon's
+/// start and shown by `mem0-queue dashboard`).
+pub struct Dashboard {
+    dash: Arc<Dash>,
+}
+
+impl Dashboard {
+    /// The dashboard of `app` on 127.0.0.1:`port` (the port the listener
+    /// got), stopping its sync when `stop` turns true. Starts a first
+    /// probe of Mem0, so the page shows its answer at once: call it on the
+    /// async runtime.
+    pub fn new(app: Arc<App>, port: u16, stop: watch::Receiver<bool>) -> anyhow::Result<Self> {
+        let dash = Arc::new(Dash {
+            app,
+            token: new_token()?,
+            hosts: [format!("127.0.0.1:{port}"), format!("localhost:{port}")],
+            sync: Mutex::new(SyncState::default()),
+            probe: Mutex::new(ProbeCache::default()),
+            stop,
+            task: Mutex::new(None),
+        });
+        let _ = reachability(&dash);
+        Ok(Self { dash })
+    }
+
+    /// The page's URL, with its token.
+    pub fn url(&self) -> String {
+        format!("http://{}/?token={}", self.dash.hosts[0], self.dash.token)
+    }
+
+    /// Every route of the dashboard, each behind its guard.
+    pub fn router(&self) -> Router {
+        router(self.dash.clone())
+    }
+
+    /// Waits (bounded) for a sync started from the page to give its leases
+    /// back, once `stop` has turned true.
+    pub async fn finish(&self) {
+        let task = self.dash.task.lock().ok().and_then(|mut t| t.take());
+        if let Some(t) = task {
+            let _ = tokio::time::timeout(SHUTDOWN_GRACE, t).await;
+        }
+    }
+}
+
 async fn serve(app: App, port: u16, open: bool) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
         .with_context(|| format!("cannot listen on 127.0.0.1:{port}"))?;
     let port = listener.local_addr()?.port();
-    let token = new_token()?;
     let (stop_tx, stop_rx) = watch::channel(false);
-    let dash = Arc::new(Dash {
-        app: Arc::new(app),
-        token,
-        hosts: [format!("127.0.0.1:{port}"), format!("localhost:{port}")],
-        sync: Mutex::new(SyncState::default()),
-        probe: Mutex::new(ProbeCache::default()),
-        stop: stop_rx,
-        task: Mutex::new(None),
-    });
-    // A first probe of Mem0 now, so the page shows its answer at once.
-    let _ = reachability(&dash);
-    let url = format!("http://127.0.0.1:{port}/?token={}", dash.token);
+    let dashboard = Dashboard::new(Arc::new(app), port, stop_rx.clone())?;
+    let url = dashboard.url();
     {
         use std::io::Write;
         let mut out = std::io::stdout().lock();
@@ -154,15 +191,14 @@ async fn serve(app: App, port: u16, open: bool) -> anyhow::Result<()> {
     if open {
         open_browser(&url);
     }
-    let router = router(dash.clone());
     let shutdown = async move {
         terminated().await;
         let _ = stop_tx.send(true);
     };
-    let server = axum::serve(listener, router)
+    let server = axum::serve(listener, dashboard.router())
         .with_graceful_shutdown(shutdown)
         .into_future();
-    let mut stop = dash.stop.clone();
+    let mut stop = stop_rx;
     tokio::select! {
         r = server => r.context("the dashboard server failed")?,
         // Open keep-alive connections may hold a graceful shutdown; bound it.
@@ -171,15 +207,12 @@ async fn serve(app: App, port: u16, open: bool) -> anyhow::Result<()> {
             tokio::time::sleep(SHUTDOWN_GRACE).await;
         } => {}
     }
-    let task = dash.task.lock().ok().and_then(|mut t| t.take());
-    if let Some(t) = task {
-        let _ = tokio::time::timeout(SHUTDOWN_GRACE, t).await;
-    }
+    dashboard.finish().await;
     Ok(())
 }
 
 /// Best effort: the desktop's browser on the URL.
-fn open_browser(url: &str) {
+pub fn open_browser(url: &str) {
     let cmd = if cfg!(target_os = "macos") {
         "open"
     } else {

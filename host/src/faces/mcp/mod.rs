@@ -1,5 +1,6 @@
-//! The MCP tools, served over stdio by `mem0-queue serve` (rmcp): the
-//! server here, the tools one file per group, each with its own router.
+//! The MCP tools, served over stdio by `mem0-queue serve` and over
+//! Streamable HTTP by the daemon ([`http`]) (rmcp): the server here, the
+//! tools one file per group, each with its own router.
 //!
 //! - [`save`]: `mem0_save` commits the memory to the local queue and
 //!   answers at once; a save that was not queued is a tool error that says
@@ -21,6 +22,7 @@
 //! itself; stdout is the JSON-RPC channel.
 
 pub mod graph;
+pub mod http;
 pub mod memories;
 pub mod read;
 pub mod save;
