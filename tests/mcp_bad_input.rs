@@ -363,7 +363,7 @@ fn fill(dir: &Path) -> PathBuf {
     let path = dir.join("filler");
     let mut f = std::fs::File::create(&path).expect("create the filler");
     let chunk = vec![0xA5u8; 4096];
-    // A 600 KiB filesystem holds at most 150 such chunks; bound it anyway.
+    // A 1 MiB filesystem holds at most 256 such chunks; bound it anyway.
     for _ in 0..100_000 {
         match f.write(&chunk) {
             Ok(0) => break,
@@ -379,7 +379,10 @@ fn fill(dir: &Path) -> PathBuf {
 #[tokio::test]
 async fn a_full_disk_gets_not_queued_and_the_db_stays_sound() {
     let sb = Sandbox::new(bin!());
-    let Some(disk) = Tmpfs::in_sandbox(&sb, "600k", "full-disk") else {
+    // Room for a fresh queue (schema 5: about 310 KB of WAL and shared
+    // memory before the first checkpoint), the compiled policy (about 250
+    // KB, written at start) and a few saves, before the filler takes the rest.
+    let Some(disk) = Tmpfs::in_sandbox(&sb, "1m", "full-disk") else {
         return;
     };
     let data = disk.0.join("data");
@@ -448,12 +451,12 @@ async fn a_full_disk_gets_not_queued_and_the_db_stays_sound() {
 }
 
 /// A disk with room for the queue but not for the compiled-policy cache
-/// (about 250 KB): the failed cache write must not leave a partial file
-/// that eats the space the queue needs.
+/// (about 250 KB; the fresh queue takes about 310 KB): the failed cache
+/// write must not leave a partial file that eats the space the queue needs.
 #[tokio::test]
 async fn a_failed_policy_cache_write_leaves_no_partial_file() {
     let sb = Sandbox::new(bin!());
-    let Some(disk) = Tmpfs::in_sandbox(&sb, "300k", "small-disk") else {
+    let Some(disk) = Tmpfs::in_sandbox(&sb, "420k", "small-disk") else {
         return;
     };
     let data = disk.0.join("data");

@@ -3,7 +3,7 @@
 //! running policy deciding and raises CRITICAL `policy-refused`; a decision
 //! in progress finishes on the policy that started it.
 //!
-//! The end-to-end test runs the real `serve` with `policy` in its config
+//! The end-to-end tests run the real `serve`, and the real daemon, with `policy` in its config
 //! pointing at a file, under load (saves flowing over MCP, a test server
 //! answering some adds 503 so the policy decides), swaps the default for the
 //! jitter policy, then writes garbage into the file, and ends with the
@@ -271,8 +271,58 @@ fn log_after(log: &str, marker: &str) -> Option<String> {
     Some(log[at..].lines().skip(1).collect::<Vec<_>>().join("\n"))
 }
 
+/// Who makes the decisions in [`swap_under_load`].
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Who {
+    /// A `serve` window, saves over stdio; it delivers itself.
+    Serve,
+    /// The daemon, saves over Streamable HTTP; it delivers.
+    Daemon,
+}
+
+/// The saver's side of the process under test.
+enum Face {
+    Serve(mem0_queue_testkit::mcp::Server),
+    Daemon(mem0_queue_testkit::daemon::HttpMcp),
+}
+
+impl Face {
+    /// One save: its id, or why it was not queued.
+    async fn save(&self, content: String) -> Result<String, String> {
+        let args = json!({"content": content, "project": "reload"});
+        match self {
+            Face::Serve(s) => {
+                let r = s.call("mem0_save", args).await;
+                let v = structured(&r);
+                if is_error(&r) || v["status"] != "queued" {
+                    return Err(text(&r));
+                }
+                v["id"].as_str().map(str::to_string).ok_or_else(|| text(&r))
+            }
+            Face::Daemon(c) => c.save(args).await,
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_swaps_its_policy_under_load_and_refuses_a_broken_file() {
+    swap_under_load(Who::Serve).await;
+}
+
+/// Issue 16's proof: the same swap while the daemon runs under load, saves
+/// coming over HTTP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_swaps_its_policy_under_load_and_refuses_a_broken_file() {
+    swap_under_load(Who::Daemon).await;
+}
+
+/// The process (a `serve` window or the daemon) runs with `policy` in its
+/// config pointing at a file, under load (saves flowing, a test server
+/// answering some adds 503 so the policy decides); the default is swapped
+/// for the jitter policy, then the file gets garbage. Decisions switch, the
+/// garbage is refused with a CRITICAL alert while the jitter policy keeps
+/// deciding, and the checker finds nothing lost and nothing duplicated.
+async fn swap_under_load(who: Who) {
     let srv = server(Kind::Oss, None, 16).await;
     srv.set_faults(FaultPlan::mix([(
         Fault::Status503 {
@@ -297,27 +347,37 @@ async fn serve_swaps_its_policy_under_load_and_refuses_a_broken_file() {
     )
     .expect("write the config");
 
-    let serve = Arc::new(sb.serve(&[]).await);
+    let (face, daemon) = match who {
+        Who::Serve => (Face::Serve(sb.serve(&[]).await), None),
+        Who::Daemon => {
+            let d = mem0_queue_testkit::daemon::Daemon::start(
+                mem0_queue_testkit::daemon::Daemon::command(&sb, &sb.data_dir(), &[]),
+                &sb.data_dir(),
+            );
+            let c = mem0_queue_testkit::daemon::HttpMcp::connect(&d.url, &d.token)
+                .await
+                .expect("an MCP session with the daemon");
+            (Face::Daemon(c), Some(d))
+        }
+    };
+    let pid = match (&face, &daemon) {
+        (Face::Serve(s), _) => s.pid,
+        (_, Some(d)) => d.pid,
+        _ => unreachable!("a daemon face has its daemon"),
+    };
+    let face = Arc::new(face);
     let saving = Arc::new(AtomicBool::new(true));
     let saver = {
-        let (serve, saving) = (serve.clone(), saving.clone());
+        let (face, saving) = (face.clone(), saving.clone());
         tokio::spawn(async move {
             let mut acked = HashSet::new();
             let mut i = 0;
             while saving.load(Ordering::SeqCst) {
-                let r = serve
-                    .call(
-                        "mem0_save",
-                        json!({"content": format!("reload memory {i}: a distinct fact"), "project": "reload"}),
-                    )
-                    .await;
-                let s = structured(&r);
-                assert!(
-                    !is_error(&r) && s["status"] == "queued",
-                    "save {i}: {}",
-                    text(&r)
-                );
-                acked.insert(s["id"].as_str().expect("an id").to_string());
+                let id = face
+                    .save(format!("reload memory {i}: a distinct fact"))
+                    .await
+                    .unwrap_or_else(|e| panic!("save {i}: {e}"));
+                acked.insert(id);
                 i += 1;
                 tokio::time::sleep(SAVE_EVERY).await;
             }
@@ -338,7 +398,7 @@ async fn serve_swaps_its_policy_under_load_and_refuses_a_broken_file() {
     let (code, v) = status(&sb).await;
     let running = &v["policy_running"];
     assert_eq!(running["name"], "default", "{v:#}");
-    assert_eq!(running["pid"], serve.pid, "{v:#}");
+    assert_eq!(running["pid"], pid, "{v:#}");
     assert_eq!(running["source"], policy_file.display().to_string());
     let first_loaded = running["loaded_at"].as_i64().expect("loaded_at");
     assert_ne!(code, Some(2), "nothing critical yet: {v:#}");
@@ -363,7 +423,7 @@ async fn serve_swaps_its_policy_under_load_and_refuses_a_broken_file() {
     }
     assert!(
         swapped,
-        "serve did not load the jitter policy: {last:#}\n{}",
+        "{who:?} did not load the jitter policy: {last:#}\n{}",
         worker_log(&sb)
     );
     let jitter_loaded = last["policy_running"]["loaded_at"]
@@ -463,19 +523,29 @@ async fn serve_swaps_its_policy_under_load_and_refuses_a_broken_file() {
     })
     .await;
     assert!(drained, "the queue did not drain:\n{}", worker_log(&sb));
-    let serve = Arc::try_unwrap(serve).unwrap_or_else(|_| panic!("the saver let go of serve"));
-    let stderr = serve.stop().await;
+    let face = Arc::try_unwrap(face).unwrap_or_else(|_| panic!("the saver let go of its face"));
+    match (face, daemon) {
+        (Face::Serve(serve), _) => {
+            let stderr = serve.stop().await;
+            assert!(
+                stderr
+                    .lines()
+                    .any(|l| l.contains("the new policy is refused")),
+                "one log line for the refusal: {stderr}"
+            );
+        }
+        (Face::Daemon(c), Some(d)) => {
+            c.close().await;
+            let (status, _) = d.stop();
+            assert!(status.success(), "the daemon stops cleanly: {status}");
+        }
+        (Face::Daemon(_), None) => unreachable!("a daemon face has its daemon"),
+    }
     let report = checker::check(&acked, &db, &srv.count_by_mq_id());
     assert!(report.ok(), "{}", report.summary());
     assert!(report.delivered > 0, "{}", report.summary());
-    assert!(
-        stderr
-            .lines()
-            .any(|l| l.contains("the new policy is refused")),
-        "one log line for the refusal: {stderr}"
-    );
     println!(
-        "policy reload under load: {} saves; {}",
+        "policy reload under load ({who:?}): {} saves; {}",
         acked.len(),
         report.summary()
     );

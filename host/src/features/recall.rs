@@ -370,7 +370,7 @@ mod tests {
         sorted.sort_by(|a, b| b.cmp(a));
         assert_eq!(dates, sorted, "{text}");
         assert!(text.starts_with(&format!(
-            "Memories of project \"acme\" (mem0-queue: {n} of 101 shown"
+            "Memories of project \"acme\" (mem0-queue; {n} of 101 shown"
         )));
         assert!(render(&req(2000), &[], &[], 0, &Remote::NotAsked).is_none());
     }
