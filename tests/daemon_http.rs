@@ -27,6 +27,7 @@ use std::time::Duration;
 use mem0_queue_testkit::bin;
 use mem0_queue_testkit::daemon::Daemon;
 use mem0_queue_testkit::dash;
+use mem0_queue_testkit::process::required;
 use mem0_queue_testkit::sandbox::{Sandbox, clean_command, workspace_root};
 use mem0_queue_testkit::wait;
 use serde_json::Value;
@@ -44,19 +45,6 @@ const LOCK_HOLD: Duration = Duration::from_millis(1_500);
 
 /// The core tools every client must see.
 const CORE_TOOLS: [&str; 3] = ["mem0_save", "mem0_queue_status", "mem0_recent"];
-
-/// Present, or skipped with `why` (a failure under `CI`).
-fn required<T>(found: Option<T>, why: &str) -> Option<T> {
-    if found.is_some() {
-        return found;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "{why}, and CI must install it (.ci/run)"
-    );
-    println!("SKIPPED: {why}");
-    None
-}
 
 fn script() -> PathBuf {
     workspace_root().join("tests/python/mcp_http_check.py")

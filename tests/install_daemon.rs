@@ -7,45 +7,16 @@
 //! a private PATH (one that works and records its calls, and none at all).
 //! The schedule's files are another job's and stay as they are.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use mem0_queue_testkit::{
     bin,
-    ops::{canonical_bin, ok},
+    ops::{calls, canonical_bin, ok, working_systemctl},
     sandbox::Sandbox,
 };
 
 fn unit_dir(home: &Sandbox) -> PathBuf {
     home.home().join(".config/systemd/user")
-}
-
-/// A fake systemctl that appends its arguments to `calls` and succeeds;
-/// `is-active` answers "active" once `enable` was called.
-fn working_systemctl(home: &Sandbox) -> PathBuf {
-    let calls = home.home().join("systemctl.calls");
-    home.fake_tool(
-        "systemctl",
-        &format!(
-            // Shell builtins only: PATH holds nothing else.
-            r#"echo "$@" >> '{calls}'
-case "$*" in
-  *is-active*) if [ -f '{enabled}' ]; then echo active; exit 0; else echo inactive; exit 3; fi ;;
-  *enable*) : > '{enabled}' ;;
-esac
-exit 0"#,
-            calls = calls.display(),
-            enabled = home.home().join("systemctl.enabled").display()
-        ),
-    );
-    calls
-}
-
-fn calls(p: &Path) -> Vec<String> {
-    std::fs::read_to_string(p)
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_string)
-        .collect()
 }
 
 #[cfg(target_os = "linux")]

@@ -27,6 +27,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
+use mem0_queue_testkit::process::required;
 use mem0_queue_testkit::{
     bin,
     ops::text,
@@ -63,20 +64,6 @@ const INSTALL_ADVICE: &str = "cargo install --locked";
 /// The plugin's folder in the repository.
 fn plugin_dir() -> PathBuf {
     workspace_root().join("plugins/mem0-queue")
-}
-
-/// A required tool: present, or the test is skipped with `why` (a failure
-/// under `CI`, which installs it).
-fn required<T>(found: Option<T>, why: &str) -> Option<T> {
-    if found.is_some() {
-        return found;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "{why}, and CI must install it (.ci/run)"
-    );
-    eprintln!("SKIPPED: {why}");
-    None
 }
 
 /// The pinned Claude Code CLI, if installed.

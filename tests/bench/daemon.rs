@@ -16,6 +16,7 @@
 
 use std::time::{Duration, Instant};
 
+use mem0_queue_testkit::bench::{machine, memory};
 use mem0_queue_testkit::bin;
 use mem0_queue_testkit::daemon::{Daemon, HttpMcp};
 use mem0_queue_testkit::mcp::{Server, is_error, structured, text};
@@ -30,14 +31,6 @@ const SAMPLES: usize = 400;
 const DELIVERY_SAMPLES: usize = 60;
 /// The longest a delivery may take before the bench calls it lost.
 const DELIVERY_LIMIT: Duration = Duration::from_secs(30);
-
-/// A memory of a typical size (about 200 bytes).
-fn memory(tag: &str, i: usize) -> String {
-    format!(
-        "{tag} {i}: decided to keep the queue in one SQLite file in WAL mode with synchronous=FULL, \
-         so that a save is on disk before the reply; the worker delivers to Mem0 in the background."
-    )
-}
 
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -184,22 +177,4 @@ fn percentiles(v: &mut [Duration]) -> Figures {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
-}
-
-fn machine() -> String {
-    let cmd = |c: &str, args: &[&str]| {
-        std::process::Command::new(c)
-            .args(args)
-            .output()
-            .ok()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-            .unwrap_or_else(|| "?".into())
-    };
-    format!(
-        "machine: nproc {}, {}, {}, {}",
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-        cmd("uname", &["-m"]),
-        cmd("uname", &["-sr"]),
-        cmd("date", &["-u", "+%Y-%m-%dT%H:%M:%SZ"])
-    )
 }

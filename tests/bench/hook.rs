@@ -15,6 +15,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use mem0_queue::engine::store::{NewEntry, Origin, State, Store};
+use mem0_queue_testkit::bench::machine;
 use mem0_queue_testkit::mem0_server::Kind;
 use mem0_queue_testkit::sandbox::clean_command;
 use mem0_queue_testkit::worker::server;
@@ -309,15 +310,4 @@ fn main() {
         ms(pct(&times, 0.99)),
     );
     rt.block_on(srv.shutdown());
-}
-
-fn machine() -> String {
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(0);
-    let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
-    format!(
-        "Machine: {cores} cores, {}; measured {now}.",
-        std::env::consts::ARCH
-    )
 }

@@ -13,6 +13,7 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use mem0_queue::engine::store::{NewEntry, Origin, State, Store};
+use mem0_queue_testkit::bench::{machine, memory};
 use mem0_queue_testkit::{
     bin,
     mcp::{is_error, text},
@@ -25,14 +26,6 @@ const WARMUP: usize = 20;
 const SAMPLES: usize = 400;
 const SEED_ENTRIES: usize = 10_000;
 const SEED_SAMPLES: usize = 100;
-
-/// A memory of a typical size (about 200 bytes).
-fn memory(tag: &str, i: usize) -> String {
-    format!(
-        "{tag} {i}: decided to keep the queue in one SQLite file in WAL mode with synchronous=FULL, \
-         so that a save is on disk before the reply; the worker delivers to Mem0 in the background."
-    )
-}
 
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -128,24 +121,6 @@ fn fsync_floor() -> Vec<Duration> {
             t.elapsed()
         })
         .collect()
-}
-
-fn machine() -> String {
-    let cmd = |c: &str, args: &[&str]| {
-        std::process::Command::new(c)
-            .args(args)
-            .output()
-            .ok()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-            .unwrap_or_else(|| "?".into())
-    };
-    format!(
-        "machine: nproc {}, {}, {}, {}",
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-        cmd("uname", &["-m"]),
-        cmd("uname", &["-sr"]),
-        cmd("date", &["-u", "+%Y-%m-%dT%H:%M:%SZ"])
-    )
 }
 
 /// Puts `n` pending entries in a fresh queue in one transaction.

@@ -12,6 +12,7 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use mem0_queue::engine::store::{NewEntry, Origin, SEARCH_CANDIDATES, Store};
+use mem0_queue_testkit::bench::machine;
 
 /// Entries in the local copy, as the issue asks.
 const ENTRIES: usize = 100_000;
@@ -280,15 +281,4 @@ fn idle_serve_rss_kib(bin: &std::path::Path, dir: &std::path::Path) -> Option<u6
         .nth(1)?
         .parse()
         .ok()
-}
-
-fn machine() -> String {
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(0);
-    let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
-    format!(
-        "Machine: {cores} cores, {}; measured {now}.",
-        std::env::consts::ARCH
-    )
 }

@@ -30,6 +30,7 @@
 //! let out = sb.command(&["status"]).output().expect("run");
 //! ```
 
+pub mod bench;
 pub mod checker;
 pub mod daemon;
 pub mod dash;

@@ -7,11 +7,13 @@
 //! XDG dirs, Claude Code config dir or user systemd/D-Bus session: PATH is
 //! a temp dir holding only the fake tools a test puts there.
 
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use mem0_queue::engine::store::Store;
 
 use crate::db;
+use crate::sandbox::Sandbox;
 
 /// Runs a command to its end, bounded: panics if it takes over
 /// [`PROCESS_LIMIT`](crate::wait::PROCESS_LIMIT).
@@ -81,4 +83,34 @@ pub fn canonical_bin(bin: &str) -> String {
         .expect("canonical")
         .display()
         .to_string()
+}
+
+/// A fake systemctl that appends its arguments to `calls` and succeeds;
+/// `is-active` answers "active" once `enable` was called.
+pub fn working_systemctl(home: &Sandbox) -> PathBuf {
+    let calls = home.home().join("systemctl.calls");
+    home.fake_tool(
+        "systemctl",
+        &format!(
+            // Shell builtins only: PATH holds nothing else.
+            r#"echo "$@" >> '{calls}'
+case "$*" in
+  *is-active*) if [ -f '{enabled}' ]; then echo active; exit 0; else echo inactive; exit 3; fi ;;
+  *enable*) : > '{enabled}' ;;
+esac
+exit 0"#,
+            calls = calls.display(),
+            enabled = home.home().join("systemctl.enabled").display()
+        ),
+    );
+    calls
+}
+
+/// The lines a fake tool recorded in `p`, one call per line.
+pub fn calls(p: &Path) -> Vec<String> {
+    std::fs::read_to_string(p)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
 }
