@@ -59,6 +59,21 @@ pub fn hook_sync_pid(worker_log: &str, session: &str) -> Option<u32> {
         .find_map(|l| l.rsplit("pid ").next()?.trim_end_matches(')').parse().ok())
 }
 
+/// A tool a test needs from outside (a Python package, an npm CLI):
+/// `found`, or the test is skipped with `why`; under `CI`, which installs
+/// them all (`.ci/run`), a missing one fails instead.
+pub fn required<T>(found: Option<T>, why: &str) -> Option<T> {
+    if found.is_some() {
+        return found;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{why}, and CI must install it (.ci/run)"
+    );
+    eprintln!("SKIPPED: {why}");
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -77,19 +92,4 @@ mod tests {
         assert!(running(std::process::id()));
         assert!(!running(0));
     }
-}
-
-/// A tool a test needs from outside (a Python package, an npm CLI):
-/// `found`, or the test is skipped with `why`; under `CI`, which installs
-/// them all (`.ci/run`), a missing one fails instead.
-pub fn required<T>(found: Option<T>, why: &str) -> Option<T> {
-    if found.is_some() {
-        return found;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "{why}, and CI must install it (.ci/run)"
-    );
-    eprintln!("SKIPPED: {why}");
-    None
 }
