@@ -4,7 +4,7 @@
 //! vocabulary and a Zipf-distributed 20,000-word one), each with the
 //! candidate cap and, in the same run, with every match ranked. Also P7: the binary's size (as
 //! built, and stripped) and the RSS of an idle `serve`, on its first start (which compiles the
-//! policy) and on a later one (from the compiled cache). The daemon holds the same parts.
+//! policy) and on a later one (from the compiled cache), and of an idle daemon.
 //!
 //! Run: `cargo bench -p mem0-queue --bench search`
 
@@ -163,6 +163,7 @@ fn main() {
     // every later start (and a daemon's restart) loads it from the cache.
     let rss_first = idle_serve_rss_kib(bin, dir.path());
     let rss = idle_serve_rss_kib(bin, dir.path());
+    let daemon_rss = idle_daemon_rss_kib(bin, dir.path());
 
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "## Local search and footprint (P7)\n");
@@ -229,6 +230,64 @@ fn main() {
             }
         }
     }
+    match daemon_rss {
+        Some(kib) => {
+            let _ = writeln!(
+                out,
+                "| RSS of an idle `daemon` (listening, policy loaded from the cache, {} s idle) | {:.1} MB |",
+                DAEMON_IDLE.as_secs(),
+                kib as f64 / 1024.0
+            );
+        }
+        None => {
+            let _ = writeln!(out, "| RSS of an idle `daemon` | not measured (no /proc) |");
+        }
+    }
+}
+
+/// How long the daemon idles before its RSS is read: past its start-up
+/// (the policy watcher loads the policy, then gives the heap back) and a
+/// few of its one-second looks at the queue.
+const DAEMON_IDLE: Duration = Duration::from_secs(5);
+
+/// Starts `daemon --port 0` on the data dir `serve` used (its policy cache
+/// is warm), waits for its first line and [`DAEMON_IDLE`], reads VmRSS,
+/// and stops it with SIGTERM.
+fn idle_daemon_rss_kib(bin: &std::path::Path, dir: &std::path::Path) -> Option<u64> {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(bin)
+        .arg("--data-dir")
+        .arg(dir.join("serve-data"))
+        .args(["daemon", "--port", "0"])
+        .env_remove("MEM0_API_URL")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let mut stdout = std::io::BufReader::new(child.stdout.take()?);
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut line).ok()?;
+    std::thread::sleep(DAEMON_IDLE);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).ok();
+    // SAFETY: kill(2) on our own child's pid, which has not been reaped.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let _ = child.wait();
+    rss_of(&status?)
+}
+
+/// VmRSS (KiB) of a /proc status text.
+fn rss_of(status: &str) -> Option<u64> {
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 /// The size of a stripped copy of `bin` (`strip` from binutils), in bytes.
@@ -274,11 +333,5 @@ fn idle_serve_rss_kib(bin: &std::path::Path, dir: &std::path::Path) -> Option<u6
     let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).ok();
     drop(stdin);
     let _ = child.wait();
-    status?
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
+    rss_of(&status?)
 }

@@ -654,7 +654,8 @@ pub fn claude_code(
         writeln!(
             out,
             "done. Restart Claude Code to load the MCP server (tools mem0_save, \
-             mem0_queue_status, mem0_recent); check with `mem0-queue doctor`."
+             mem0_search, mem0_list and the others) and the hooks; check with \
+             `mem0-queue doctor`."
         )?;
     } else {
         writeln!(out, "done. Restart Claude Code to unload the MCP server.")?;
