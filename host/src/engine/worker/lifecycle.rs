@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::Attempt;
 use crate::engine::config::ApiKind;
-use crate::engine::mem0::{AddRequest, Client, Failure};
+use crate::engine::mem0::{Client, Failure};
 use crate::engine::store::{Changes, Claimed, Op, State};
 
 /// Why a change died without being sent, or of Mem0's answer, in words.
@@ -34,16 +34,7 @@ async fn deleted_add(client: &Client, c: &Claimed) -> Attempt {
     if !c.needs_reconcile {
         return Attempt::Dropped;
     }
-    let req = AddRequest {
-        mq_id: &c.id,
-        project: &c.project,
-        agent_id: c.agent_id.as_deref(),
-        run_id: c.run_id.as_deref(),
-        content: &c.content,
-        metadata: &c.metadata,
-        created_at: c.created_at,
-        infer: c.infer,
-    };
+    let req = super::add_request(c);
     match client.find_by_mq_id(&req).await {
         Ok(Some(ids)) => Attempt::Delivered {
             ids,

@@ -758,14 +758,10 @@ async fn attempt(
     (c, outcome)
 }
 
-async fn attempt_inner(
-    client: &Client,
-    store: &SharedStore,
-    clock: &dyn Clock,
-    event_wait: Duration,
-    c: &Claimed,
-) -> Attempt {
-    let req = AddRequest {
+/// The add request of a claimed entry: what its attempts send, and what
+/// its `mq_id` lookup looks for.
+pub(super) fn add_request(c: &Claimed) -> AddRequest<'_> {
+    AddRequest {
         mq_id: &c.id,
         project: &c.project,
         agent_id: c.agent_id.as_deref(),
@@ -774,7 +770,17 @@ async fn attempt_inner(
         metadata: &c.metadata,
         created_at: c.created_at,
         infer: c.infer,
-    };
+    }
+}
+
+async fn attempt_inner(
+    client: &Client,
+    store: &SharedStore,
+    clock: &dyn Clock,
+    event_wait: Duration,
+    c: &Claimed,
+) -> Attempt {
+    let req = add_request(c);
     if c.op != crate::engine::store::Op::Add || c.deleted {
         return lifecycle::attempt(client, c).await;
     }
