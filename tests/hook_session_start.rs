@@ -43,7 +43,7 @@ struct Home {
 impl Home {
     fn new() -> Self {
         let sb = Sandbox::new(bin!());
-        let repo = sb.root().join("work/acme");
+        let repo = sb.root().join("code/acme");
         std::fs::create_dir_all(repo.join(".git")).expect("mkdir repo");
         std::fs::write(
             repo.join(".git/HEAD"),

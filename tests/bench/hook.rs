@@ -190,7 +190,7 @@ fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
     let home = dir.path().join("home");
     let data = dir.path().join("data");
-    let repo = dir.path().join("work/acme");
+    let repo = dir.path().join("code/acme");
     std::fs::create_dir_all(&home).expect("home");
     std::fs::create_dir_all(repo.join(".git")).expect("repo");
     std::fs::write(

@@ -284,7 +284,7 @@ const KEYS: &[Key] = &[
         name: "projects",
         env: "MEM0_QUEUE_PROJECTS",
         ty: Ty::Map,
-        help: "The project (Mem0 user_id) of a folder and everything under it, for the hooks and for saves from Claude Code that name none; the longest matching folder wins. Else a folder's git repository gives its name, else default_project. Env: \"~/work/acme=acme;~/src/blog=blog\".",
+        help: "The project (Mem0 user_id) of a folder and everything under it, for the hooks and for saves from Claude Code that name none; the longest matching folder wins. Else a folder's git repository gives its name, else default_project. Env: \"~/code/acme=acme;~/src/blog=blog\".",
         default: None,
     },
 ];
@@ -823,7 +823,7 @@ pub fn sample() -> String {
         out.push_str(&format!("# {}\n# env: {}\n", key.help, key.env));
         if let Ty::Map = key.ty {
             out.push_str(&format!(
-                "# [{}]\n# \"~/work/acme\" = \"acme\"\n\n",
+                "# [{}]\n# \"~/code/acme\" = \"acme\"\n\n",
                 key.name
             ));
             continue;
@@ -991,16 +991,16 @@ mod tests {
     fn recall_capture_and_projects_parse_and_are_bounded() {
         let (_d, p) = file(
             "recall = false\nrecall_max_chars = 3000\nrecall_timeout = \"150ms\"\n\
-             capture = \"pre-compact\"\n[projects]\n\"~/work/acme\" = \"acme\"\n",
+             capture = \"pre-compact\"\n[projects]\n\"~/code/acme\" = \"acme\"\n",
         );
         let r = resolve(&env(&[]), Some(&p), &[]).expect("ok");
         assert!(!r.config.recall);
         assert_eq!(r.config.recall_max_chars, 3000);
         assert_eq!(r.config.recall_timeout, Duration::from_millis(150));
         assert_eq!(r.config.capture, CaptureAt::PreCompact);
-        assert_eq!(r.config.projects["~/work/acme"], "acme");
+        assert_eq!(r.config.projects["~/code/acme"], "acme");
         assert!(
-            r.show().contains("\"~/work/acme\" = \"acme\""),
+            r.show().contains("\"~/code/acme\" = \"acme\""),
             "{}",
             r.show()
         );

@@ -332,12 +332,12 @@ mod tests {
     #[test]
     fn the_table_wins_and_its_longest_folder_first() {
         let t = Tmp::new();
-        t.dir("home/work/acme/.git");
-        let api = t.dir("home/work/acme/services/api");
+        t.dir("home/code/acme/.git");
+        let api = t.dir("home/code/acme/services/api");
         let home = t.0.join("home");
         let c = config(&[
-            ("~/work", "work"),
-            ("~/work/acme/services", "acme services"),
+            ("~/code", "code"),
+            ("~/code/acme/services", "acme services"),
             ("/nowhere", "nope"),
         ]);
         let p = project_of(&c, Some(&api), Some(&home));
@@ -345,10 +345,10 @@ mod tests {
             (p.project.as_str(), p.why),
             ("acme-services", Why::Configured)
         );
-        let acme = t.0.join("home/work/acme");
-        assert_eq!(project_of(&c, Some(&acme), Some(&home)).project, "work");
+        let acme = t.0.join("home/code/acme");
+        assert_eq!(project_of(&c, Some(&acme), Some(&home)).project, "code");
         // A sibling whose name only starts the same is not inside.
-        let other = t.dir("home/workshop");
+        let other = t.dir("home/codebase");
         assert_eq!(project_of(&c, Some(&other), Some(&home)).why, Why::Default);
     }
 
