@@ -469,3 +469,125 @@ async fn http_to_https_redirect_names_the_new_api_url() {
         check("http-to-https", kind, &h, &ids);
     }
 }
+
+/// Issue 14's changes take the same network path as the adds: an update
+/// and a delete of a delivered memory, sent through a gateway that answers
+/// 504 after Mem0 applied them, a 502 page after forwarding, a redirect to
+/// a login page, or a login page served as 200. A 504 or a forwarded 502 is
+/// an unknown outcome (the change may be applied): resending it must change
+/// nothing more. A redirect or an HTML 200 is a configuration problem: the
+/// changes wait, uncharged and not dead, and go once the URL is fixed. In
+/// every case the server ends with exactly the edited memories, once each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn updates_and_deletes_through_the_network_path_are_neither_lost_nor_doubled() {
+    use mem0_queue::engine::store::{Changes, Limits};
+    use mem0_queue_testkit::mem0_server::FaultScope;
+    use mem0_queue_testkit::worker::PROJECT;
+
+    let modes = [
+        (
+            "gateway-504",
+            ProxyMode::GatewayTimeout {
+                read_timeout: GATEWAY_TIMEOUT,
+            },
+        ),
+        (
+            "bad-gateway-forward",
+            ProxyMode::BadGatewayHtml { forward: true },
+        ),
+        (
+            "redirect-302-LoginPage",
+            ProxyMode::Redirect {
+                status: 302,
+                to: RedirectTarget::LoginPage,
+            },
+        ),
+        ("LoginPage", ProxyMode::LoginPage),
+    ];
+    for kind in KINDS {
+        for (label, mode) in modes.clone() {
+            let (h, proxy, ids) = through(kind, ProxyMode::Pass).await;
+            assert_eq!(drain(&h).await.remaining, 0, "{label} {kind:?}");
+            let (edited, deleted) = ids.split_at(ENTRIES / 2);
+            let now = h.now();
+            let limits = Limits {
+                max_content_bytes: 65_536,
+                max_metadata_bytes: 16_384,
+                max_queue_len: 100_000,
+            };
+            for (i, id) in edited.iter().enumerate() {
+                let changes = Changes {
+                    text: Some(format!("edited memory {i}: the user prefers spaces")),
+                    metadata: None,
+                };
+                h.store
+                    .run_blocking(|s| s.update_memory(id, &changes, PROJECT, &limits, now))
+                    .expect("update queued");
+            }
+            for id in deleted {
+                h.store
+                    .run_blocking(|s| s.delete_memory(id, PROJECT, now))
+                    .expect("delete queued");
+            }
+            let before = h.server.mutations().len();
+
+            proxy.set_mode(mode.clone());
+            let unknown = matches!(
+                mode,
+                ProxyMode::GatewayTimeout { .. } | ProxyMode::BadGatewayHtml { .. }
+            );
+            if unknown {
+                // Mem0 applies each write, then answers after the gateway
+                // gave up (504), or the proxy answers its 502 page after
+                // forwarding. A few runs, then the proxy is fixed.
+                h.server.set_faults(FaultPlan {
+                    latency: Some(SLOW_ADD),
+                    scope: FaultScope::Writes,
+                    ..FaultPlan::default()
+                });
+                for _ in 0..3 {
+                    let r = h.run().await;
+                    proxy.settle().await;
+                    assert_eq!(r.dead, 0, "{label} {kind:?}: {r:?}");
+                }
+                h.server.set_faults(FaultPlan::default());
+            } else {
+                let r = h.run().await;
+                assert_eq!(r.stopped, Some(Stop::Config), "{label} {kind:?}: {r:?}");
+                assert_eq!(
+                    h.server.mutations().len(),
+                    before,
+                    "{label} {kind:?}: nothing reached Mem0"
+                );
+                assert_eq!(h.server.live().len(), ENTRIES, "{label} {kind:?}");
+            }
+            proxy.set_mode(ProxyMode::Pass);
+            assert_eq!(drain(&h).await.remaining, 0, "{label} {kind:?}");
+            proxy.settle().await;
+
+            let live = h.server.live();
+            let mut texts: Vec<String> = live.iter().map(|m| m.memory.clone()).collect();
+            texts.sort();
+            let mut want: Vec<String> = (0..edited.len())
+                .map(|i| format!("edited memory {i}: the user prefers spaces"))
+                .collect();
+            want.sort();
+            assert_eq!(texts, want, "{label} {kind:?}: exactly the edited memories");
+            assert_eq!(
+                add_requests(&h.server).len(),
+                ENTRIES,
+                "{label} {kind:?}: no add was sent again"
+            );
+            assert!(
+                h.rows().values().all(|r| r.state == State::Delivered),
+                "{label} {kind:?}: every change delivered, none dead"
+            );
+            println!(
+                "R3 network lifecycle {label} {kind:?}: {} updates, {} deletes; live={} lost=0 duplicated=0",
+                edited.len(),
+                deleted.len(),
+                live.len()
+            );
+        }
+    }
+}
