@@ -55,12 +55,7 @@ async fn the_daemon_alone_delivers_every_save_and_a_window_takes_over_when_it_di
     let sb = Sandbox::new(bin!());
     let srv = server(Kind::Oss, None, 16).await;
     let url = srv.url();
-    let mut c = Daemon::command(&sb, &sb.data_dir(), &[]);
-    c.env("MEM0_API_URL", &url);
-    let data = sb.data_dir();
-    let d = tokio::task::spawn_blocking(move || Daemon::start(c, &data))
-        .await
-        .expect("start the daemon");
+    let d = Daemon::delivering_to(&sb, &url, &[]).await;
 
     let w1 = window(&sb, &url).await;
     let w2 = window(&sb, &url).await;

@@ -186,12 +186,7 @@ async fn r2_daemon_four_http_clients_and_two_windows_lose_and_duplicate_nothing(
         ..FaultPlan::default()
     });
     let url = srv.url();
-    let mut c = Daemon::command(&sb, &sb.data_dir(), &[]);
-    c.env("MEM0_QUEUE_LOG", "warn").env("MEM0_API_URL", &url);
-    let data = sb.data_dir();
-    let d = tokio::task::spawn_blocking(move || Daemon::start(c, &data))
-        .await
-        .expect("start the daemon");
+    let d = Daemon::delivering_to(&sb, &url, &[("MEM0_QUEUE_LOG", "warn")]).await;
     let mut windows = Vec::new();
     for _ in 0..WINDOWS {
         let mut cmd = sb.command(&["serve"]);

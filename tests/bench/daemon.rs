@@ -48,12 +48,7 @@ async fn run() {
     let sb = Sandbox::new(bin!());
     let srv = server(Kind::Oss, None, 16).await;
     let url = srv.url();
-    let mut c = Daemon::command(&sb, &sb.data_dir(), &[]);
-    c.env("MEM0_API_URL", &url);
-    let data = sb.data_dir();
-    let d = tokio::task::spawn_blocking(move || Daemon::start(c, &data))
-        .await
-        .expect("start the daemon");
+    let d = Daemon::delivering_to(&sb, &url, &[]).await;
     let mut cmd = sb.command(&["serve"]);
     cmd.env("MEM0_API_URL", &url);
     let window = Server::start(cmd).await;

@@ -40,6 +40,21 @@ impl Daemon {
         c
     }
 
+    /// A daemon on the sandbox's data dir that delivers to `url`, with the
+    /// extra environment `env`, started off the async runtime (its start
+    /// blocks on the first line).
+    pub async fn delivering_to(sb: &Sandbox, url: &str, env: &[(&str, &str)]) -> Self {
+        let mut c = Self::command(sb, &sb.data_dir(), &[]);
+        c.env("MEM0_API_URL", url);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let data = sb.data_dir();
+        tokio::task::spawn_blocking(move || Self::start(c, &data))
+            .await
+            .expect("start the daemon")
+    }
+
     /// Spawns a [`Daemon::command`] and waits for its first line,
     /// `daemon: pid N, MCP at URL`.
     pub fn start(mut c: Command, data_dir: &Path) -> Self {
