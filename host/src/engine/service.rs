@@ -358,7 +358,7 @@ pub fn trim_heap() {
 /// Until when the breaker holds runs back (unix ms; 0 when closed).
 async fn breaker_open_until(app: &App) -> i64 {
     app.store
-        .run(|s| s.meta_get("breaker_open_until"))
+        .run(|s| s.meta_get(meta_keys::BREAKER_OPEN_UNTIL))
         .await
         .ok()
         .flatten()

@@ -56,7 +56,7 @@ pub async fn gather(app: &App, probe: bool) -> Result<StatusReport, StoreError> 
             let num = |k: &str| -> Result<Option<i64>, StoreError> {
                 Ok(s.meta_get(k)?.and_then(|v| v.parse().ok()))
             };
-            let open = num("breaker_open_until")?;
+            let open = num(crate::engine::store::meta_keys::BREAKER_OPEN_UNTIL)?;
             let last = num(crate::engine::store::meta_keys::DAEMON_LAST_DELIVERY)?;
             Ok((s.stats()?, open, s.op_counts()?, last))
         })

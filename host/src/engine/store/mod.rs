@@ -50,6 +50,9 @@ pub const MAX_ID_LEN: usize = 256;
 
 /// Keys of the `meta` table that more than one process or layer reads.
 pub mod meta_keys {
+    /// Until when the breaker holds delivery runs back, unix ms (absent or
+    /// in the past: closed).
+    pub const BREAKER_OPEN_UNTIL: &str = "breaker_open_until";
     /// The configuration problem the last delivery run stopped on (JSON of
     /// the worker's `ConfigProblemRecord`); absent once a run reaches Mem0.
     pub const CONFIG_PROBLEM: &str = "config_problem";

@@ -474,7 +474,10 @@ impl Worker {
                     s.prune_delivered(before)?;
                 }
                 s.finish_run(now, left, tripped)?;
-                s.meta_set("breaker_open_until", &probe_at.to_string())?;
+                s.meta_set(
+                    crate::engine::store::meta_keys::BREAKER_OPEN_UNTIL,
+                    &probe_at.to_string(),
+                )?;
                 record_reachability(s, started, reached, problem.as_ref())?;
                 let broken = broken.map(|b| serde_json::to_string(&b)).transpose();
                 s.meta_set(
