@@ -591,3 +591,45 @@ async fn updates_and_deletes_through_the_network_path_are_neither_lost_nor_doubl
         }
     }
 }
+
+/// The reads (search, list, get: what `mem0_search`, recall, `mem0_list`
+/// and `mem0_get` ask Mem0) judge an answer as the writes do: a login page,
+/// a redirect to one, another app's JSON or an empty 200 is never taken for
+/// Mem0's results (an error, so the callers fall back to the local copy);
+/// the same reads through a plain proxy find the delivered memories.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_never_take_a_page_that_is_not_mem0s_for_results() {
+    use mem0_queue::engine::mem0::Client;
+    use mem0_queue_testkit::worker::PROJECT;
+
+    for kind in KINDS {
+        let (h, proxy, ids) = through(kind, ProxyMode::Pass).await;
+        assert_eq!(drain(&h).await.remaining, 0, "{kind:?}");
+        let remote = h.row(&ids[0]).remote_ids[0].clone();
+        let client = Client::from_config(&h.config).expect("a client");
+        let found = client
+            .search("tabs", PROJECT, 10)
+            .await
+            .expect("search through a plain proxy");
+        assert!(!found.is_empty(), "{kind:?}: the delivered memories");
+        assert!(
+            client.get(&remote).await.expect("get").is_some(),
+            "{kind:?}: get through a plain proxy"
+        );
+        for mode in [
+            ProxyMode::LoginPage,
+            ProxyMode::Redirect {
+                status: 302,
+                to: RedirectTarget::LoginPage,
+            },
+            ProxyMode::JsonOfAnotherShape,
+            ProxyMode::Empty200,
+        ] {
+            proxy.set_mode(mode.clone());
+            let search = client.search("tabs", PROJECT, 10).await;
+            assert!(search.is_err(), "{kind:?} {mode:?}: search took {search:?}");
+            let get = client.get(&remote).await;
+            assert!(get.is_err(), "{kind:?} {mode:?}: get took {get:?}");
+        }
+    }
+}
